@@ -88,6 +88,8 @@ type Behavior struct {
 	URLTTL time.Duration
 	// ExpiredURLs makes the first ExpiredURLs signed CDN URLs that are handed out already expired.
 	ExpiredURLs int
+	// NoContentLength serves bodies without Content-Length (chunked), and ignores Range.
+	NoContentLength bool
 	// SlowBody pauses this long before each 16 KiB chunk of every body served.
 	SlowBody time.Duration
 	// Faults are injected in order: the first fault that matches a request and has uses left fires.

@@ -489,7 +489,27 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, m *Media, b *beha
 	if b.SlowBody > 0 {
 		w = &slowWriter{ResponseWriter: w, ctx: r.Context(), delay: b.SlowBody}
 	}
+	if b.NoContentLength {
+		h.Del("Accept-Ranges")
+		w.WriteHeader(http.StatusOK)
+		// Flushing the headers first stops the server from computing a Content-Length.
+		http.NewResponseController(w).Flush()
+		if r.Method != http.MethodHead {
+			io.Copy(w, body)
+		}
+		return
+	}
 	http.ServeContent(w, r, "", m.modTime, body)
+}
+
+// SignedURL returns a fresh signed URL for the content of uri at the named origin, as the
+// homeserver would redirect to it: for pointing another server (a media proxy, say) at the CDN.
+func (s *Server) SignedURL(name OriginName, mediaID string) string {
+	m := s.lookup(mediaID)
+	b := s.behaviorFor(m)
+	st := newBehaviorState(b.Behavior)
+	st.Chain = []OriginName{name}
+	return s.cdnURL(st, "download", mediaID, 0, nil)
 }
 
 type bytesReaderAt []byte

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"sort"
 	"sync"
 	"time"
 
@@ -40,6 +41,7 @@ type Media struct {
 	modTime   time.Time
 	behavior  *behaviorState
 
+	seq      int
 	ready    chan struct{} // closed once the bytes are there
 	uploaded bool          // guarded by Server.mu
 	thumbs   map[string]int
@@ -98,8 +100,9 @@ func (s *Server) newMedia(opts MediaOptions) *Media {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.nextID++
+	m.seq = s.nextID
 	if m.ID == "" {
-		s.nextID++
 		m.ID = fmt.Sprintf("m%06d%s", s.nextID, hex.EncodeToString(s.secret[:4]))
 	}
 	s.media[m.ID] = m
@@ -129,6 +132,18 @@ func (s *Server) Upload(mediaID string, content []byte, contentType string) bool
 	}
 	close(m.ready)
 	return true
+}
+
+// MediaIDs returns the IDs of the stored media in the order they were added.
+func (s *Server) MediaIDs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := make([]string, 0, len(s.media))
+	for id := range s.media {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return s.media[ids[i]].seq < s.media[ids[j]].seq })
+	return ids
 }
 
 func (s *Server) lookup(mediaID string) *Media {

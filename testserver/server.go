@@ -154,8 +154,8 @@ func Start(cfg Config) (*Server, error) {
 		}
 		srv := &http.Server{Handler: s.handler(useTLS), ReadHeaderTimeout: 10 * time.Second}
 		if useTLS {
-			srv.TLSConfig = tlsConfig
-			l = tls.NewListener(l, tlsConfig)
+			srv.TLSConfig = tlsConfig.Clone()
+			l = tls.NewListener(l, srv.TLSConfig)
 		}
 		s.servers = append(s.servers, srv)
 		s.wg.Add(1)

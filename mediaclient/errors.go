@@ -1,0 +1,143 @@
+package mediaclient
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"maunium.net/go/mautrix"
+)
+
+// All errors returned by Client methods, and by reads from a Media body, are *Error values. Their
+// causes stay reachable with errors.Is and errors.As:
+//
+//   - the sentinels below for the outcomes of the client's own policy;
+//   - mautrix.RespError values (mautrix.MNotFound, mautrix.MLimitExceeded, MNotYetUploaded, …) for
+//     Matrix error answers, and a mautrix.HTTPError value (match it with errors.As into a
+//     mautrix.HTTPError, not a pointer) for every non-success HTTP answer;
+//   - context.Canceled and context.DeadlineExceeded when the context ended;
+//   - network errors as the standard library returns them.
+var (
+	// ErrTooManyRedirects: the chain was longer than Options.MaxRedirects (a loop ends here too).
+	// It is never retried.
+	ErrTooManyRedirects = errors.New("mediaclient: too many redirects")
+	// ErrRedirectRefused: a redirect broke the policy (bad Location, scheme, userinfo, https→http).
+	// The *RedirectError that wraps it says why. It is never retried.
+	ErrRedirectRefused = errors.New("mediaclient: redirect refused")
+	// ErrTruncated: the body ended before its Content-Length.
+	ErrTruncated = errors.New("mediaclient: truncated body")
+	// ErrTooLarge: the media is larger than the size limit.
+	ErrTooLarge = errors.New("mediaclient: media too large")
+	// ErrInvalidURI: the content URI is not a valid mxc:// URI.
+	ErrInvalidURI = errors.New("mediaclient: invalid content URI")
+	// ErrInvalidArgument: an option or argument is out of range.
+	ErrInvalidArgument = errors.New("mediaclient: invalid argument")
+	// ErrUnexpectedStatus: the server answered with a status the client cannot use (such as 300 or
+	// 304). The mautrix.HTTPError in the chain has the response.
+	ErrUnexpectedStatus = errors.New("mediaclient: unexpected status")
+)
+
+// MNotYetUploaded is the Matrix error for media that was created but whose bytes have not arrived
+// (spec v1.7, asynchronous uploads). Match it with errors.Is.
+var MNotYetUploaded = mautrix.RespError{ErrCode: "M_NOT_YET_UPLOADED", StatusCode: http.StatusGatewayTimeout}
+
+// Error is the error type of every Client method.
+type Error struct {
+	// Op is the operation: "download", "thumbnail", "read" or "new".
+	Op string
+	// URI is the content URI the operation was for ("" for "new").
+	URI string
+	// Err is the cause.
+	Err error
+}
+
+func (e *Error) Error() string {
+	if e.URI == "" {
+		return "mediaclient: " + e.Op + ": " + e.Err.Error()
+	}
+	return "mediaclient: " + e.Op + " " + e.URI + ": " + e.Err.Error()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// RedirectError says why a redirect was refused. It matches ErrRedirectRefused with errors.Is.
+type RedirectError struct {
+	// Reason is a short lower-case explanation, e.g. "https to http downgrade".
+	Reason string
+	// Location is the refused target with its query and userinfo removed, when it could be parsed.
+	Location string
+}
+
+func (e *RedirectError) Error() string {
+	if e.Location == "" {
+		return "redirect refused: " + e.Reason
+	}
+	return "redirect refused: " + e.Reason + " (" + e.Location + ")"
+}
+
+// Is makes errors.Is(err, ErrRedirectRefused) true.
+func (e *RedirectError) Is(target error) bool { return target == ErrRedirectRefused }
+
+// maxErrorBody bounds how much of an error answer is read.
+const maxErrorBody = 64 << 10
+
+// bufferedBody is a response body read into memory (error answers only), so that the retry policy,
+// the backoff and the error builder can all look at it.
+type bufferedBody struct {
+	*bytes.Reader
+	data []byte
+}
+
+func (b *bufferedBody) Close() error { return nil }
+
+// bufferBody reads a (small) error body into memory once and puts it back on the response.
+func bufferBody(resp *http.Response) []byte {
+	if b, ok := resp.Body.(*bufferedBody); ok {
+		return b.data
+	}
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	resp.Body.Close()
+	resp.Body = &bufferedBody{Reader: bytes.NewReader(data), data: data}
+	return data
+}
+
+// parseRespError parses a Matrix error body whatever its Content-Type (some servers label JSON
+// errors text/plain). It returns nil when the body has no errcode.
+func parseRespError(status int, body []byte) *mautrix.RespError {
+	var e mautrix.RespError
+	if len(body) == 0 || body[0] != '{' || json.Unmarshal(body, &e) != nil || e.ErrCode == "" {
+		return nil
+	}
+	e.StatusCode = status
+	return &e
+}
+
+// httpError turns a non-success response into a mautrix.HTTPError value and closes its body.
+func httpError(resp *http.Response) mautrix.HTTPError {
+	body := bufferBody(resp)
+	e := mautrix.HTTPError{
+		Response:     resp,
+		ResponseBody: string(body),
+		RespError:    parseRespError(resp.StatusCode, body),
+	}
+	if e.RespError == nil {
+		e.Message = fmt.Sprintf("HTTP %d", resp.StatusCode)
+		if len(body) > 0 && len(body) <= 512 {
+			e.Message += ": " + string(bytes.TrimSpace(body))
+		}
+		e.ResponseBody = ""
+	}
+	// The request is left out: it carries the access token.
+	return e
+}
+
+// errcode returns the Matrix errcode of an error answer, or "".
+func errcode(resp *http.Response) string {
+	if e := parseRespError(resp.StatusCode, bufferBody(resp)); e != nil {
+		return e.ErrCode
+	}
+	return ""
+}

@@ -1,0 +1,91 @@
+package mediaclient_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/tls"
+	"io"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mxfetch/mxfetch/mediaclient"
+	"github.com/mxfetch/mxfetch/testserver"
+)
+
+// noToken in Options.AccessToken makes setup leave the token out.
+const noToken = "<none>"
+
+// setup starts a test server and a Client for it. Unless opts says otherwise, the client uses the
+// server's token, trusts its certificate and backs off for milliseconds only.
+func setup(t testing.TB, cfg testserver.Config, opts mediaclient.Options) (*testserver.Server, *mediaclient.Client) {
+	t.Helper()
+	srv := testserver.New(t, cfg)
+	return srv, newClient(t, srv, opts)
+}
+
+func newClient(t testing.TB, srv *testserver.Server, opts mediaclient.Options) *mediaclient.Client {
+	t.Helper()
+	if opts.HomeserverURL == "" {
+		opts.HomeserverURL = srv.URL
+	}
+	switch opts.AccessToken {
+	case "":
+		opts.AccessToken = srv.AccessToken
+	case noToken:
+		opts.AccessToken = ""
+	}
+	if opts.Transport == nil {
+		tr := mediaclient.NewTransport()
+		tr.TLSClientConfig = &tls.Config{RootCAs: srv.CertPool()}
+		t.Cleanup(tr.CloseIdleConnections)
+		opts.Transport = tr
+	}
+	if opts.RetryWaitMin == 0 {
+		opts.RetryWaitMin = time.Millisecond
+	}
+	if opts.RetryWaitMax == 0 {
+		opts.RetryWaitMax = 5 * time.Millisecond
+	}
+	c, err := mediaclient.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// fetch downloads uri and reads it whole.
+func fetch(t testing.TB, c *mediaclient.Client, uri id.ContentURI) ([]byte, *mediaclient.Media, error) {
+	t.Helper()
+	m, err := c.Download(t.Context(), uri)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer m.Close()
+	data, err := io.ReadAll(m)
+	return data, m, err
+}
+
+func content(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7) + seed
+	}
+	return b
+}
+
+func sameBytes(a, b []byte) bool {
+	return len(a) == len(b) && sha256.Sum256(a) == sha256.Sum256(b) && bytes.Equal(a, b)
+}
+
+// credentialsAt counts the requests to origin that carried any credential.
+func credentialsAt(srv *testserver.Server, origin testserver.OriginName) int {
+	n := 0
+	for _, r := range srv.RequestsTo(origin) {
+		if r.HasCredentials() {
+			n++
+		}
+	}
+	return n
+}

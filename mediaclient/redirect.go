@@ -1,0 +1,250 @@
+package mediaclient
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"golang.org/x/net/idna"
+)
+
+// This file holds the redirect loop. Go's http.Client is not used to follow redirects: it forwards
+// credentials to subdomains, to other ports and over an https→http switch. Each hop is a request of
+// its own, and credentials go only where rule 4 of the design allows: the homeserver's exact origin,
+// and only until the chain has left it.
+
+// maxLocationLen bounds a Location header; signed URLs of real object stores stay far below it.
+const maxLocationLen = 8 << 10
+
+// maxRedirectBody bounds how much of a redirect answer's body is drained to reuse the connection.
+const maxRedirectBody = 16 << 10
+
+// origin is a normalised (scheme, host, port) triple.
+type origin struct {
+	scheme, host, port string
+}
+
+// originOf normalises the origin of u: scheme and host lower-cased, a trailing dot removed,
+// internationalised names in their ASCII form, IP literals in canonical form and the default port
+// made explicit.
+func originOf(u *url.URL) origin {
+	o := origin{scheme: strings.ToLower(u.Scheme), port: u.Port()}
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	if addr, err := netip.ParseAddr(host); err == nil {
+		host = addr.String()
+	} else if ascii, err := idna.Lookup.ToASCII(host); err == nil {
+		host = ascii
+	}
+	o.host = host
+	if o.port == "" {
+		switch o.scheme {
+		case "http":
+			o.port = "80"
+		case "https":
+			o.port = "443"
+		}
+	} else if n, err := strconv.Atoi(o.port); err == nil {
+		o.port = strconv.Itoa(n)
+	}
+	return o
+}
+
+// String returns scheme://host[:port], leaving out the scheme's default port.
+func (o origin) String() string {
+	host := o.host
+	if strings.Contains(host, ":") {
+		host = "[" + strings.Replace(host, "%", "%25", 1) + "]"
+	}
+	if (o.scheme == "http" && o.port == "80") || (o.scheme == "https" && o.port == "443") {
+		return o.scheme + "://" + host
+	}
+	return o.scheme + "://" + host + ":" + o.port
+}
+
+// resolveLocation validates the Location values of a redirect answer and resolves the target
+// against the current URL. The fragment is dropped.
+func resolveLocation(cur *url.URL, values []string) (*url.URL, error) {
+	if len(values) == 0 {
+		return nil, &RedirectError{Reason: "no Location header"}
+	}
+	loc := values[0]
+	for _, v := range values[1:] {
+		if v != loc {
+			return nil, &RedirectError{Reason: "conflicting Location headers"}
+		}
+	}
+	loc = strings.Trim(loc, " ")
+	if loc == "" {
+		return nil, &RedirectError{Reason: "empty Location header"}
+	}
+	if len(loc) > maxLocationLen {
+		return nil, &RedirectError{Reason: fmt.Sprintf("Location longer than %d bytes", maxLocationLen)}
+	}
+	for i := 0; i < len(loc); i++ {
+		if c := loc[i]; c < 0x20 || c == 0x7f {
+			return nil, &RedirectError{Reason: "control character in Location"}
+		}
+	}
+	ref, err := url.Parse(loc)
+	if err != nil {
+		return nil, &RedirectError{Reason: "malformed Location"}
+	}
+	next := cur.ResolveReference(ref)
+	next.Fragment, next.RawFragment = "", ""
+	redacted := redactURL(next)
+	switch strings.ToLower(next.Scheme) {
+	case "http", "https":
+	default:
+		return nil, &RedirectError{Reason: fmt.Sprintf("scheme %q is not http or https", next.Scheme), Location: redacted}
+	}
+	if next.User != nil {
+		return nil, &RedirectError{Reason: "credentials (userinfo) in Location", Location: redacted}
+	}
+	if next.Hostname() == "" {
+		return nil, &RedirectError{Reason: "no host in Location", Location: redacted}
+	}
+	return next, nil
+}
+
+// redactURL renders u without userinfo, query or fragment, for errors and logs: signed URLs carry
+// their credentials in the query.
+func redactURL(u *url.URL) string {
+	r := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}
+	s := r.String()
+	if u.RawQuery != "" {
+		s += "?…"
+	}
+	return s
+}
+
+// isFollowed reports whether a status is a redirect the client follows (as GET).
+func isFollowed(status int) bool {
+	switch status {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
+		http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		return true
+	}
+	return false
+}
+
+// reResolveStatus reports whether a CDN answer means the redirect target went stale, so that the
+// homeserver is asked again for a fresh one.
+func reResolveStatus(status int) bool {
+	switch status {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusGone:
+		return true
+	}
+	return false
+}
+
+// Hop is one response received while fetching a media item.
+type Hop struct {
+	// Status is the HTTP status code of the response.
+	Status int `json:"status"`
+	// Origin is scheme://host[:port] of the server that answered.
+	Origin string `json:"origin"`
+	// Credentials reports whether the request carried the access token or other credentials.
+	Credentials bool `json:"credentials"`
+}
+
+// trace collects the hops of one call. It travels in the request context, through the retry layer,
+// to the redirect loop.
+type trace struct {
+	hops []Hop
+	// final is the origin of the last response.
+	final origin
+}
+
+type traceKey struct{}
+
+func traceFrom(ctx context.Context) *trace {
+	t, _ := ctx.Value(traceKey{}).(*trace)
+	return t
+}
+
+// chain is the http.RoundTripper that runs a whole redirect chain: the retry layer above it starts
+// the chain again at the homeserver on every attempt, since redirect targets are often short-lived
+// signed URLs.
+type chain struct {
+	c *Client
+}
+
+// RoundTrip follows the redirects of req, which must be addressed to the homeserver.
+func (ch chain) RoundTrip(req *http.Request) (*http.Response, error) {
+	c := ch.c
+	tr := traceFrom(req.Context())
+	if tr == nil {
+		tr = &trace{}
+	}
+	home := originOf(c.base)
+	reResolved := false
+	cur := req.URL
+	left := false // the chain has left the homeserver's origin
+	redirects := 0
+	for {
+		o := originOf(cur)
+		if o != home {
+			left = true
+		}
+		creds := !left
+		hopReq := req.Clone(req.Context())
+		hopReq.URL, hopReq.Host = cur, ""
+		if !creds {
+			for _, h := range c.credentialHeaders {
+				hopReq.Header.Del(h)
+			}
+		}
+		hopReq.Header.Del("Referer")
+		resp, err := c.transport.RoundTrip(hopReq)
+		if err != nil {
+			return nil, err
+		}
+		tr.hops = append(tr.hops, Hop{Status: resp.StatusCode, Origin: o.String(), Credentials: creds && c.hasCredentials(hopReq.Header)})
+		tr.final = o
+		if left && !reResolved && reResolveStatus(resp.StatusCode) {
+			// A stale or refused CDN URL: ask the homeserver once more for a fresh one.
+			c.debug(req.Context(), "re-resolving through the homeserver", "status", resp.StatusCode, "origin", o.String())
+			drain(resp)
+			reResolved, cur, left, redirects = true, req.URL, false, 0
+			continue
+		}
+		if !isFollowed(resp.StatusCode) {
+			return resp, nil
+		}
+		if redirects >= c.maxRedirects {
+			drain(resp)
+			return nil, fmt.Errorf("%w (more than %d)", ErrTooManyRedirects, c.maxRedirects)
+		}
+		next, err := resolveLocation(cur, resp.Header.Values("Location"))
+		drain(resp)
+		if err != nil {
+			return nil, err
+		}
+		if strings.EqualFold(cur.Scheme, "https") && strings.EqualFold(next.Scheme, "http") && !c.opts.AllowInsecureRedirects {
+			return nil, &RedirectError{Reason: "https to http downgrade", Location: redactURL(next)}
+		}
+		redirects++
+		c.debug(req.Context(), "following redirect", "status", resp.StatusCode, "to", redactURL(next))
+		cur = next
+	}
+}
+
+func (c *Client) hasCredentials(h http.Header) bool {
+	for _, k := range c.credentialHeaders {
+		if h.Get(k) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// drain reads what is left of a small body and closes it, so that the connection can be reused.
+func drain(resp *http.Response) {
+	io.Copy(io.Discard, io.LimitReader(resp.Body, maxRedirectBody))
+	resp.Body.Close()
+}
