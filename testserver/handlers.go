@@ -24,14 +24,14 @@ import (
 
 // Matrix errors the server writes that mautrix has no value for.
 var (
-	errNotYetUploaded     = mautrix.RespError{ErrCode: "M_NOT_YET_UPLOADED", StatusCode: http.StatusGatewayTimeout}
-	errCannotOverwrite    = mautrix.RespError{ErrCode: "M_CANNOT_OVERWRITE_MEDIA", StatusCode: http.StatusConflict}
-	errMaxThumbnailSide   = 10000
-	defaultTimeoutMS      = 20000
-	maxTimeoutMS          = 120000
-	defaultURLTTL         = 5 * time.Minute
-	slowChunk             = 16 << 10
-	cdnPrefix             = "/_cdn/"
+	errNotYetUploaded   = mautrix.RespError{ErrCode: "M_NOT_YET_UPLOADED", StatusCode: http.StatusGatewayTimeout}
+	errCannotOverwrite  = mautrix.RespError{ErrCode: "M_CANNOT_OVERWRITE_MEDIA", StatusCode: http.StatusConflict}
+	errMaxThumbnailSide = 10000
+	defaultTimeoutMS    = 20000
+	maxTimeoutMS        = 120000
+	defaultURLTTL       = 5 * time.Minute
+	slowChunk           = 16 << 10
+	cdnPrefix           = "/_cdn/"
 )
 
 func (s *Server) handler(useTLS bool) http.Handler {
