@@ -1,0 +1,268 @@
+package mediaclient_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix"
+
+	"github.com/mxfetch/mxfetch/mediaclient"
+	"github.com/mxfetch/mxfetch/testserver"
+)
+
+func TestParameterRejected(t *testing.T) {
+	for _, api := range []mediaclient.API{mediaclient.APIV3, mediaclient.APIV1} {
+		t.Run(string(api), func(t *testing.T) {
+			srv, c := setup(t, testserver.Config{Profile: testserver.ProfileStrict}, mediaclient.Options{API: api})
+			uri := srv.AddMedia([]byte("strict"), testserver.MediaOptions{})
+			got, m, err := fetch(t, c, uri)
+			if err != nil || string(got) != "strict" || m.Fallback != "parameter rejected" {
+				t.Fatalf("got %q, %v, fallback %q", got, err, m.Fallback)
+			}
+			reqs := srv.Requests()
+			if len(reqs) != 2 || !reqs[0].Query().Has("allow_redirect") || reqs[1].Query().Has("allow_redirect") {
+				t.Fatalf("want exactly one extra request without the parameter; got %d", len(reqs))
+			}
+			srv.ResetLog()
+			if _, m, err := fetch(t, c, uri); err != nil || m.Fallback != "" {
+				t.Fatalf("second download: %v, fallback %q", err, m.Fallback)
+			}
+			if reqs := srv.Requests(); len(reqs) != 1 || reqs[0].Query().Has("allow_redirect") {
+				t.Errorf("second download: %d requests, first with allow_redirect=%v; want 1 without", len(reqs), reqs[0].Query().Has("allow_redirect"))
+			}
+			u, _ := c.DownloadURL(t.Context(), uri)
+			if strings.Contains(u, "allow_redirect") {
+				t.Errorf("URL builder still sends the parameter: %s", u)
+			}
+		})
+	}
+}
+
+// TestRejectionNotRememberedForOtherErrors: a 400 M_UNKNOWN that stays without the parameter (here a
+// bad non-boolean is not the cause) is not taken as a rejection of allow_redirect.
+func TestRejectionNotRememberedForOtherErrors(t *testing.T) {
+	srv, c := setup(t, testserver.Config{Behavior: &testserver.Behavior{Faults: []testserver.Fault{{Count: 2, Status: 400}}}}, mediaclient.Options{API: mediaclient.APIV3})
+	uri := srv.AddMedia([]byte("x"), testserver.MediaOptions{})
+	if _, _, err := fetch(t, c, uri); !errors.Is(err, mautrix.MUnknown.WithMessage("Injected fault")) {
+		t.Fatalf("err = %v; want the server's M_UNKNOWN", err)
+	}
+	srv.ResetLog()
+	if _, _, err := fetch(t, c, uri); err != nil {
+		t.Fatal(err)
+	}
+	if !srv.Requests()[0].Query().Has("allow_redirect") {
+		t.Error("parameter dropped although the server never rejected it")
+	}
+}
+
+func TestNoRedirectParam(t *testing.T) {
+	srv, c := setup(t, testserver.Config{Profile: testserver.ProfileMediaRepo}, mediaclient.Options{API: mediaclient.APIV3, NoRedirectParam: true})
+	uri := srv.AddMedia([]byte("direct"), testserver.MediaOptions{})
+	got, m, err := fetch(t, c, uri)
+	if err != nil || string(got) != "direct" || len(m.Hops) != 1 || m.Hops[0].Status != 200 {
+		t.Fatalf("got %q, %v, hops %v", got, err, m.Hops)
+	}
+	if srv.Requests()[0].Query().Has("allow_redirect") {
+		t.Error("allow_redirect sent")
+	}
+	// A v1 server that redirects anyway is still followed.
+	c1 := newClient(t, srv, mediaclient.Options{API: mediaclient.APIV1, NoRedirectParam: true})
+	if got, m, err := fetch(t, c1, uri); err != nil || string(got) != "direct" || len(m.Hops) != 2 {
+		t.Fatalf("v1: got %q, %v, hops %v", got, err, m)
+	}
+}
+
+func TestV1FallsBackToV3(t *testing.T) {
+	// legacy lists no v1.11 in /versions, so auto picks v3 straight away.
+	srv, c := setup(t, testserver.Config{Profile: testserver.ProfileLegacy}, mediaclient.Options{})
+	uri := srv.AddMedia([]byte("old server"), testserver.MediaOptions{})
+	if _, m, err := fetch(t, c, uri); err != nil || m.API != mediaclient.APIV3 || m.Fallback != "" {
+		t.Fatalf("auto on legacy: %v, API %s, fallback %q", err, m.API, m.Fallback)
+	}
+
+	// This server lists v1.11 in /versions, then loses its v1 media endpoints.
+	srv, c = setup(t, testserver.Config{Profile: testserver.ProfileSynapse}, mediaclient.Options{})
+	uri = srv.AddMedia([]byte("no v1"), testserver.MediaOptions{})
+	if u, err := c.DownloadURL(t.Context(), uri); err != nil || !strings.Contains(u, "/_matrix/client/v1/media/") {
+		t.Fatalf("URL before the change: %s %v", u, err)
+	}
+	srv.SetBehavior(testserver.Behavior{NoV1: true})
+	srv.ResetLog()
+	got, m, err := fetch(t, c, uri)
+	if err != nil || string(got) != "no v1" || m.API != mediaclient.APIV3 || m.Fallback != "v1 unrecognized" {
+		t.Fatalf("got %q, %v, API %s, fallback %q", got, err, m.API, m.Fallback)
+	}
+	if !strings.HasPrefix(srv.Requests()[0].Path, "/_matrix/client/v1/media/download/") || !strings.HasPrefix(srv.Requests()[1].Path, "/_matrix/media/v3/download/") {
+		t.Errorf("paths: %s then %s", srv.Requests()[0].Path, srv.Requests()[1].Path)
+	}
+	srv.ResetLog()
+	if _, m, err := fetch(t, c, uri); err != nil || m.Fallback != "" || !strings.HasPrefix(srv.Requests()[0].Path, "/_matrix/media/v3/") {
+		t.Errorf("second download did not go straight to v3: %v %q %s", err, m.Fallback, srv.Requests()[0].Path)
+	}
+
+	// An explicit v1 never falls back.
+	c1 := newClient(t, srv, mediaclient.Options{API: mediaclient.APIV1})
+	if _, _, err := fetch(t, c1, uri); !errors.Is(err, mautrix.MUnrecognized) {
+		t.Errorf("explicit v1: err = %v; want M_UNRECOGNIZED", err)
+	}
+}
+
+func TestAutoPicksV1(t *testing.T) {
+	srv, c := setup(t, testserver.Config{Profile: testserver.ProfileSynapse}, mediaclient.Options{})
+	uri := srv.AddMedia([]byte("v1"), testserver.MediaOptions{})
+	if _, m, err := fetch(t, c, uri); err != nil || m.API != mediaclient.APIV1 {
+		t.Fatalf("%v, API %s; want v1", err, m.API)
+	}
+	// Without a token, auto is v3 and /versions is not even asked.
+	srv.ResetLog()
+	c = newClient(t, srv, mediaclient.Options{AccessToken: noToken})
+	if _, m, err := fetch(t, c, uri); err != nil || m.API != mediaclient.APIV3 || len(srv.Requests()) != 1 {
+		t.Fatalf("%v, API %s, %d requests; want v3 with 1 request", err, m.API, len(srv.Requests()))
+	}
+}
+
+func TestRetries(t *testing.T) {
+	t.Run("503 once", func(t *testing.T) {
+		srv, c := setup(t, testserver.Config{Behavior: &testserver.Behavior{Faults: []testserver.Fault{{Count: 1, Status: 503}}}}, mediaclient.Options{API: mediaclient.APIV3})
+		uri := srv.AddMedia([]byte("retried"), testserver.MediaOptions{})
+		if got, _, err := fetch(t, c, uri); err != nil || string(got) != "retried" || len(srv.Requests()) != 2 {
+			t.Fatalf("got %q, %v after %d requests", got, err, len(srv.Requests()))
+		}
+	})
+	t.Run("CDN 503 restarts at the homeserver", func(t *testing.T) {
+		srv, c := setup(t, testserver.Config{Behavior: &testserver.Behavior{V3Redirect: testserver.Always, Faults: []testserver.Fault{{At: testserver.RoleCDN, Count: 1, Status: 503}}}}, mediaclient.Options{API: mediaclient.APIV3})
+		uri := srv.AddMedia([]byte("retried"), testserver.MediaOptions{})
+		if got, _, err := fetch(t, c, uri); err != nil || string(got) != "retried" {
+			t.Fatal(got, err)
+		}
+		if h, cdn := len(srv.RequestsTo(testserver.OriginHomeserver)), len(srv.RequestsTo(testserver.OriginCDN)); h != 2 || cdn != 2 {
+			t.Errorf("homeserver %d, CDN %d requests; want 2 and 2", h, cdn)
+		}
+	})
+	t.Run("501 is final", func(t *testing.T) {
+		srv, c := setup(t, testserver.Config{Behavior: &testserver.Behavior{Faults: []testserver.Fault{{Status: 501}}}}, mediaclient.Options{API: mediaclient.APIV3})
+		uri := srv.AddMedia([]byte("x"), testserver.MediaOptions{})
+		var he mautrix.HTTPError
+		if _, _, err := fetch(t, c, uri); !errors.As(err, &he) || he.Response.StatusCode != 501 || len(srv.Requests()) != 1 {
+			t.Errorf("err = %v after %d requests", err, len(srv.Requests()))
+		}
+	})
+	t.Run("gives up", func(t *testing.T) {
+		srv, c := setup(t, testserver.Config{Behavior: &testserver.Behavior{Faults: []testserver.Fault{{Status: 502}}}}, mediaclient.Options{API: mediaclient.APIV3, RetryMax: 2})
+		uri := srv.AddMedia([]byte("x"), testserver.MediaOptions{})
+		var he mautrix.HTTPError
+		if _, _, err := fetch(t, c, uri); !errors.As(err, &he) || he.Response.StatusCode != 502 || len(srv.Requests()) != 3 {
+			t.Errorf("err = %v after %d requests; want 502 after 3", err, len(srv.Requests()))
+		}
+	})
+	t.Run("connection reset", func(t *testing.T) {
+		srv, c := setup(t, testserver.Config{Behavior: &testserver.Behavior{V3Redirect: testserver.Always, Faults: []testserver.Fault{{At: testserver.RoleCDN, Count: 1, Reset: true}}}}, mediaclient.Options{API: mediaclient.APIV3})
+		uri := srv.AddMedia([]byte("after reset"), testserver.MediaOptions{})
+		if got, _, err := fetch(t, c, uri); err != nil || string(got) != "after reset" {
+			t.Fatal(got, err)
+		}
+	})
+	t.Run("429 Retry-After 1", func(t *testing.T) {
+		srv, c := setup(t, testserver.Config{Behavior: &testserver.Behavior{Faults: []testserver.Fault{{Count: 1, Status: 429, RetryAfter: "1"}}}}, mediaclient.Options{API: mediaclient.APIV3})
+		uri := srv.AddMedia([]byte("limited"), testserver.MediaOptions{})
+		if got, _, err := fetch(t, c, uri); err != nil || string(got) != "limited" || len(srv.Requests()) != 2 {
+			t.Fatalf("got %q, %v after %d requests", got, err, len(srv.Requests()))
+		}
+		reqs := srv.Requests()
+		if gap := reqs[1].Time.Sub(reqs[0].Time); gap < 900*time.Millisecond {
+			t.Errorf("retried after %v; want the second Retry-After asked for", gap)
+		}
+	})
+	t.Run("retry_after_ms capped", func(t *testing.T) {
+		srv, c := setup(t, testserver.Config{Behavior: &testserver.Behavior{Faults: []testserver.Fault{{Count: 1, Status: 429, RetryAfterMS: 3_600_000}}}},
+			mediaclient.Options{API: mediaclient.APIV3, MaxRetryAfter: 20 * time.Millisecond})
+		uri := srv.AddMedia([]byte("capped"), testserver.MediaOptions{})
+		if got, _, err := fetch(t, c, uri); err != nil || string(got) != "capped" {
+			t.Fatal(got, err)
+		}
+	})
+	t.Run("Retry-After 3600 and a cancelled context", func(t *testing.T) {
+		srv := testserver.New(t, testserver.Config{Behavior: &testserver.Behavior{Faults: []testserver.Fault{{Status: 429, RetryAfter: "3600"}}}})
+		ctx, cancel := context.WithCancel(t.Context())
+		// The transport cancels the call as soon as the 429 has arrived: the client is then waiting
+		// out the capped Retry-After and must return at once.
+		tr := &hookTransport{base: mediaclient.NewTransport(), after: func(resp *http.Response) {
+			if resp.StatusCode == 429 {
+				cancel()
+			}
+		}}
+		c := newClient(t, srv, mediaclient.Options{API: mediaclient.APIV3, Transport: tr, RetryWaitMin: time.Hour, RetryWaitMax: time.Hour})
+		uri := srv.AddMedia([]byte("x"), testserver.MediaOptions{})
+		_, err := c.Download(ctx, uri)
+		if !errors.Is(err, context.Canceled) || len(srv.Requests()) != 1 {
+			t.Errorf("err = %v after %d requests; want context.Canceled after 1", err, len(srv.Requests()))
+		}
+	})
+}
+
+// hookTransport calls after with every response; it observes and changes nothing.
+type hookTransport struct {
+	base  http.RoundTripper
+	after func(*http.Response)
+}
+
+func (h *hookTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := h.base.RoundTrip(req)
+	if err == nil {
+		h.after(resp)
+	}
+	return resp, err
+}
+
+// TestStaleCDNURL: an expired signed URL (403 at the CDN) is re-resolved through the homeserver
+// once; a second stale answer is the error.
+func TestStaleCDNURL(t *testing.T) {
+	b := testserver.Behavior{V1Redirect: testserver.Always, ExpiredURLs: 1}
+	srv, c := setup(t, testserver.Config{Behavior: &b}, mediaclient.Options{API: mediaclient.APIV1})
+	uri := srv.AddMedia([]byte("fresh"), testserver.MediaOptions{})
+	got, m, err := fetch(t, c, uri)
+	if err != nil || string(got) != "fresh" {
+		t.Fatal(got, err)
+	}
+	if len(m.Hops) != 4 || m.Hops[1].Status != 403 || len(srv.RequestsTo(testserver.OriginHomeserver)) != 2 {
+		t.Errorf("hops %v; want 307, 403, 307, 200", m.Hops)
+	}
+
+	b.ExpiredURLs = 2
+	srv.SetBehavior(b)
+	srv.ResetLog()
+	var he mautrix.HTTPError
+	if _, _, err := fetch(t, c, uri); !errors.As(err, &he) || he.Response.StatusCode != 403 || len(srv.Requests()) != 4 {
+		t.Errorf("err = %v after %d requests; want 403 after 4", err, len(srv.Requests()))
+	}
+}
+
+func TestUploadWait(t *testing.T) {
+	srv := testserver.New(t, testserver.Config{Profile: testserver.ProfileSynapse})
+	uri := srv.CreateMedia(testserver.MediaOptions{})
+	// The server answers 504 at once (timeout_ms=1); the first 504 triggers the upload.
+	tr := &hookTransport{base: mediaclient.NewTransport(), after: func(resp *http.Response) {
+		if resp.StatusCode == 504 {
+			srv.Upload(uri.FileID, []byte("arrived"), "text/plain")
+		}
+	}}
+	c := newClient(t, srv, mediaclient.Options{API: mediaclient.APIV3, ServerTimeout: time.Millisecond, UploadWait: time.Minute, Transport: tr})
+	got, _, err := fetch(t, c, uri)
+	if err != nil || string(got) != "arrived" {
+		t.Fatal(got, err)
+	}
+	if q := srv.Requests()[0].Query(); q.Get("timeout_ms") != "1" {
+		t.Errorf("timeout_ms = %q; want 1", q.Get("timeout_ms"))
+	}
+
+	// Without UploadWait the 504 is the answer, and a typed one.
+	uri = srv.CreateMedia(testserver.MediaOptions{})
+	c = newClient(t, srv, mediaclient.Options{API: mediaclient.APIV3, ServerTimeout: time.Millisecond})
+	if _, _, err := fetch(t, c, uri); !errors.Is(err, mediaclient.MNotYetUploaded) {
+		t.Errorf("err = %v; want M_NOT_YET_UPLOADED", err)
+	}
+}
