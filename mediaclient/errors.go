@@ -52,6 +52,8 @@ type Error struct {
 	URI string
 	// Err is the cause.
 	Err error
+	// Hops lists the responses received before the failure, if any.
+	Hops []Hop
 }
 
 func (e *Error) Error() string {

@@ -163,12 +163,12 @@ func rejectsParam(status int, code string) bool {
 //   - a redirect refused by policy on v3: a plain request without allow_redirect;
 //   - 504 M_NOT_YET_UPLOADED: asked again until Options.UploadWait has passed.
 func (c *Client) fetch(ctx context.Context, r *request, limit int64) (*Media, error) {
-	fail := func(err error) (*Media, error) {
-		return nil, &Error{Op: r.op(), URI: r.uri.String(), Err: err}
-	}
-	api := c.api(ctx)
-	param := c.sendParam(api)
+	api := c.api(ctx) // before the trace: /versions is not a hop of this download
 	ctx, tr := withTrace(ctx)
+	fail := func(err error) (*Media, error) {
+		return nil, &Error{Op: r.op(), URI: r.uri.String(), Err: err, Hops: tr.hops}
+	}
+	param := c.sendParam(api)
 	var fallbacks []string
 	var deadline time.Time
 	if c.opts.UploadWait > 0 {

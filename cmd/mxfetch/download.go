@@ -1,0 +1,313 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"mime"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mxfetch/mxfetch/internal/filename"
+	"github.com/mxfetch/mxfetch/mediaclient"
+)
+
+// result is what --json prints for one URI.
+type result struct {
+	URI            string            `json:"uri"`
+	OK             bool              `json:"ok"`
+	Path           string            `json:"path"`
+	Bytes          int64             `json:"bytes"`
+	SHA256         string            `json:"sha256"`
+	ContentType    string            `json:"content_type"`
+	Hops           []mediaclient.Hop `json:"hops"`
+	Fallback       bool              `json:"fallback"`
+	FallbackReason string            `json:"fallback_reason,omitempty"`
+	Skipped        bool              `json:"skipped,omitempty"`
+	Error          string            `json:"error,omitempty"`
+	ErrCode        string            `json:"errcode,omitempty"`
+}
+
+func (r *result) fail(err error) *result {
+	r.OK = false
+	r.Error = strings.TrimPrefix(err.Error(), "mediaclient: ")
+	var he mautrix.HTTPError
+	if errors.As(err, &he) && he.RespError != nil {
+		r.ErrCode = he.RespError.ErrCode
+	}
+	var me *mediaclient.Error
+	if errors.As(err, &me) && len(me.Hops) > 0 && len(r.Hops) == 0 {
+		r.Hops = me.Hops
+	}
+	return r
+}
+
+// names hands out file names within one run, so that two downloads never write the same file.
+type names struct {
+	mu      sync.Mutex
+	claimed map[string]bool
+}
+
+// claim returns a path in dir for base that no other download of this run uses. A name already
+// taken gets the media ID before its extension: photo.jpg, then photo-<mediaID>.jpg.
+func (n *names) claim(dir, base, mediaID string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ext := filepath.Ext(base)
+	stem := strings.TrimSuffix(base, ext)
+	candidates := []string{base, stem + "-" + mediaID + ext}
+	for i := 2; ; i++ {
+		var p string
+		if len(candidates) > 0 {
+			p, candidates = filepath.Join(dir, candidates[0]), candidates[1:]
+		} else {
+			p = filepath.Join(dir, fmt.Sprintf("%s-%s-%d%s", stem, mediaID, i, ext))
+		}
+		if !n.claimed[p] {
+			n.claimed[p] = true
+			return p
+		}
+	}
+}
+
+// download fetches every URI of o with o.jobs workers, reports each result and returns errFailed if
+// any failed.
+func download(ctx context.Context, o *options, c *mediaclient.Client, stdout, stderr io.Writer) error {
+	pr := newProgress(!o.quiet && !o.json && isTerminal(stderr), stderr)
+	d := &downloader{o: o, c: c, stdout: stdout, pr: pr, names: &names{claimed: map[string]bool{}}}
+	results := make([]*result, len(o.uris))
+	jobs := o.jobs
+	if o.outputIsStdout {
+		jobs = 1 // bytes on stdout keep the order of the URIs
+	}
+	var (
+		mu      sync.Mutex
+		emitted int
+	)
+	emit := func() { // print finished results in input order
+		mu.Lock()
+		defer mu.Unlock()
+		for emitted < len(results) && results[emitted] != nil {
+			r := results[emitted]
+			emitted++
+			if o.json {
+				json.NewEncoder(stdout).Encode(r)
+			}
+		}
+	}
+	idx := make(chan int)
+	var wg sync.WaitGroup
+	for range min(jobs, len(o.uris)) {
+		wg.Go(func() {
+			for i := range idx {
+				r := d.one(ctx, o.uris[i])
+				if !r.OK {
+					pr.printf("mxfetch: %s: %s\n", r.URI, r.Error)
+				}
+				mu.Lock()
+				results[i] = r
+				mu.Unlock()
+				emit()
+			}
+		})
+	}
+	for i := range o.uris {
+		idx <- i
+	}
+	close(idx)
+	wg.Wait()
+
+	var ok, failed, skipped int
+	var bytes int64
+	for _, r := range results {
+		switch {
+		case r.Skipped:
+			skipped++
+		case r.OK:
+			ok++
+			bytes += r.Bytes
+		default:
+			failed++
+		}
+	}
+	pr.finish(ok, failed, skipped, bytes)
+	if failed > 0 {
+		return errFailed
+	}
+	return nil
+}
+
+type downloader struct {
+	o      *options
+	c      *mediaclient.Client
+	stdout io.Writer
+	pr     *progress
+	names  *names
+}
+
+// one downloads one URI and says how it went.
+func (d *downloader) one(ctx context.Context, raw string) *result {
+	o := d.o
+	r := &result{URI: raw}
+	uri, err := contentURI(raw)
+	if err != nil {
+		return r.fail(err)
+	}
+	if !o.outputIsDir && !o.outputIsStdout && !o.clobber {
+		if _, err := os.Lstat(o.output); err == nil {
+			if o.skipExisting {
+				r.OK, r.Skipped, r.Path = true, true, o.output
+				return r
+			}
+			return r.fail(fmt.Errorf("%s exists (use --clobber to overwrite or --skip-existing)", o.output))
+		}
+	}
+	var m *mediaclient.Media
+	if o.thumbnail != "" {
+		m, err = d.c.Thumbnail(ctx, uri, mediaclient.ThumbnailOptions{Width: o.width, Height: o.height, Method: o.method, Animated: o.animated})
+	} else {
+		m, err = d.c.Download(ctx, uri)
+	}
+	if err != nil {
+		d.verbose(raw, hopsOf(err))
+		return r.fail(err)
+	}
+	defer m.Close()
+	r.ContentType, r.Hops, r.Fallback, r.FallbackReason = m.ContentType, m.Hops, m.Fallback != "", m.Fallback
+	d.verbose(raw, m.Hops)
+
+	src, err := d.source(m)
+	if err != nil {
+		return r.fail(err)
+	}
+	sum := sha256.New()
+	if o.outputIsStdout {
+		r.Path = "-"
+		n, err := io.Copy(io.MultiWriter(d.stdout, sum), src)
+		r.Bytes = n
+		if err != nil {
+			return r.fail(err)
+		}
+		r.OK, r.SHA256 = true, hex.EncodeToString(sum.Sum(nil))
+		return r
+	}
+
+	path := o.output
+	if o.outputIsDir {
+		path = d.names.claim(o.output, d.baseName(uri, m), uri.FileID)
+	}
+	r.Path = path
+	if _, err := os.Lstat(path); err == nil && !o.clobber {
+		if o.skipExisting {
+			r.OK, r.Skipped = true, true
+			return r
+		}
+		return r.fail(fmt.Errorf("%s exists (use --clobber to overwrite or --skip-existing)", path))
+	}
+	tr := d.pr.track(filepath.Base(path), m.ContentLength)
+	n, err := writeAtomic(path, io.MultiWriter(sum, tr), src, o.clobber)
+	tr.done(err == nil)
+	r.Bytes = n
+	if err != nil {
+		return r.fail(err)
+	}
+	r.OK, r.SHA256 = true, hex.EncodeToString(sum.Sum(nil))
+	return r
+}
+
+// baseName picks the file name in the output directory: the server's (sanitised) name, else the
+// media ID with an extension from the content type.
+func (d *downloader) baseName(uri id.ContentURI, m *mediaclient.Media) string {
+	if name := filename.Sanitize(m.FileName); name != "" && d.o.thumbnail == "" {
+		return name
+	}
+	base := uri.FileID
+	if d.o.thumbnail != "" {
+		base += fmt.Sprintf("-%dx%d", d.o.width, d.o.height)
+	}
+	if ct, _, err := mime.ParseMediaType(m.ContentType); err == nil && ct != "application/octet-stream" {
+		if exts, _ := mime.ExtensionsByType(ct); len(exts) > 0 {
+			base += exts[0]
+		}
+	}
+	return base
+}
+
+// verbose prints the hops of a download with -v. Origins only: signed query strings never appear.
+func (d *downloader) verbose(uri string, hops []mediaclient.Hop) {
+	if !d.o.verbose {
+		return
+	}
+	for i, h := range hops {
+		creds := "no"
+		if h.Credentials {
+			creds = "yes"
+		}
+		d.pr.printf("mxfetch: %s: hop %d: %d %s credentials=%s\n", uri, i+1, h.Status, h.Origin, creds)
+	}
+}
+
+func hopsOf(err error) []mediaclient.Hop {
+	var me *mediaclient.Error
+	if errors.As(err, &me) {
+		return me.Hops
+	}
+	return nil
+}
+
+// writeAtomic writes src to a temporary file beside path, syncs it and moves it to path: no partial
+// file ever stands under the final name. Without clobber an existing file is never replaced.
+func writeAtomic(path string, observer io.Writer, src io.Reader, clobber bool) (int64, error) {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.mxfetch-part")
+	if err != nil {
+		return 0, fmt.Errorf("cannot write in %s: %w", dir, err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	n, err := io.Copy(tmp, io.TeeReader(src, observer))
+	if err != nil {
+		return n, err
+	}
+	if err := tmp.Sync(); err != nil {
+		return n, err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		return n, err
+	}
+	if err := tmp.Close(); err != nil {
+		return n, err
+	}
+	if clobber {
+		err = os.Rename(tmp.Name(), path)
+	} else {
+		// A hard link fails if path appeared meanwhile; rename would silently replace it.
+		if err = os.Link(tmp.Name(), path); err == nil {
+			os.Remove(tmp.Name())
+		} else if errors.Is(err, fs.ErrExist) {
+			err = fmt.Errorf("%s exists (use --clobber to overwrite or --skip-existing)", path)
+		} else if _, statErr := os.Lstat(path); errors.Is(statErr, fs.ErrNotExist) {
+			err = os.Rename(tmp.Name(), path) // the file system has no hard links
+		}
+	}
+	if err != nil {
+		return n, err
+	}
+	done = true
+	return n, nil
+}

@@ -1,0 +1,18 @@
+// Command mxfetch downloads Matrix media (mxc:// URIs) through MSC3860 redirects without handing the
+// access token to anyone but the homeserver. Run "mxfetch --help" for its flags, "mxfetch --demo" to
+// see it work against an embedded test server.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(exitCode(err))
+}
