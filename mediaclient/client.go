@@ -98,8 +98,8 @@ type Options struct {
 	// offers it and no transparent decompression. Its own redirect handling, if any, is never used.
 	Transport http.RoundTripper
 	// Logger receives debug lines for decisions a caller cannot see (a redirect, a retry, a fallback),
-	// without tokens or signed query strings. nil means the logger of the call's context
-	// (zerolog.Ctx), which logs nothing unless one was set.
+	// without tokens or signed query strings. As in mautrix, a logger in the call's context
+	// (zerolog.Ctx) comes first; nil here and none in the context logs nothing.
 	Logger *zerolog.Logger
 }
 
@@ -244,10 +244,11 @@ func (c *Client) HomeserverURL() string { return c.base.String() }
 
 // logger returns the logger for a call.
 func (c *Client) logger(ctx context.Context) *zerolog.Logger {
-	if c.opts.Logger != nil {
+	l := zerolog.Ctx(ctx)
+	if (l.GetLevel() == zerolog.Disabled || l == zerolog.DefaultContextLogger) && c.opts.Logger != nil {
 		return c.opts.Logger
 	}
-	return zerolog.Ctx(ctx)
+	return l
 }
 
 func (c *Client) debug(ctx context.Context, msg string, kv ...any) {

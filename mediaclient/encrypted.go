@@ -23,25 +23,34 @@ func (c *Client) DownloadEncrypted(ctx context.Context, file *event.EncryptedFil
 	if err != nil || uri.IsEmpty() {
 		return nil, &Error{Op: "download", URI: string(file.URL), Err: fmt.Errorf("%w %q", ErrInvalidURI, file.URL)}
 	}
-	if err := file.PrepareForDecryption(); err != nil {
+	keys := fresh(&file.EncryptedFile)
+	if err := keys.PrepareForDecryption(); err != nil {
 		return nil, &Error{Op: "download", URI: uri.String(), Err: fmt.Errorf("%w: encrypted file: %w", ErrInvalidArgument, err)}
 	}
 	m, err := c.Download(ctx, uri)
 	if err != nil {
 		return nil, err
 	}
-	m.body = newDecryptReader(m.body, &file.EncryptedFile)
+	m.body = newDecryptReader(m.body, keys)
 	return m, nil
+}
+
+// fresh copies the exported fields of an encrypted file. mautrix caches decoded keys inside the
+// struct (and an object that was just used to encrypt caches them without the hash), so decrypting
+// with the caller's object would race with other users of it, or check against a zero hash.
+func fresh(f *attachment.EncryptedFile) *attachment.EncryptedFile {
+	return &attachment.EncryptedFile{Key: f.Key, InitVector: f.InitVector, Hashes: f.Hashes, Version: f.Version}
 }
 
 // Decrypt wraps a ciphertext stream so that it reads as plaintext. The SHA-256 of the ciphertext is
 // checked at the end: the Read that reaches it returns attachment.ErrHashMismatch instead of io.EOF
 // when it does not match. Closing the result closes r when r is an io.Closer.
 func Decrypt(r io.Reader, file *attachment.EncryptedFile) (io.ReadCloser, error) {
-	if err := file.PrepareForDecryption(); err != nil {
+	keys := fresh(file)
+	if err := keys.PrepareForDecryption(); err != nil {
 		return nil, fmt.Errorf("%w: encrypted file: %w", ErrInvalidArgument, err)
 	}
-	return newDecryptReader(r, file), nil
+	return newDecryptReader(r, keys), nil
 }
 
 // decryptReader turns the hash check that mautrix's stream does in Close into an error at the end of

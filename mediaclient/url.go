@@ -2,8 +2,10 @@ package mediaclient
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -122,6 +124,7 @@ type request struct {
 	uri       id.ContentURI
 	thumbnail *ThumbnailOptions
 	fileName  string
+	query     map[string]string // extra parameters (the mautrix wrapper's DownloadExtra.Query)
 }
 
 // op names the operation for errors.
@@ -160,6 +163,11 @@ func (c *Client) buildURL(r *request, api API, allowRedirect bool, timeoutMS int
 			q = append(q, "animated=true")
 		}
 	}
+	for _, k := range sortedKeys(r.query) {
+		if k != "allow_redirect" && k != "timeout_ms" {
+			q = append(q, url.QueryEscape(k)+"="+url.QueryEscape(r.query[k]))
+		}
+	}
 	if allowRedirect {
 		q = append(q, "allow_redirect=true")
 	}
@@ -168,4 +176,8 @@ func (c *Client) buildURL(r *request, api API, allowRedirect bool, timeoutMS int
 	}
 	u.RawQuery = strings.Join(q, "&")
 	return &u
+}
+
+func sortedKeys(m map[string]string) []string {
+	return slices.Sorted(maps.Keys(m))
 }

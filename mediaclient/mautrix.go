@@ -1,0 +1,167 @@
+package mediaclient
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+)
+
+// Mautrix offers the download methods of a *mautrix.Client, with the same shapes, through a Client:
+// allow_redirect, credentials that never leave the homeserver's origin, fallbacks and retries.
+// Switching a bridge over is one line:
+//
+//	media, _ := mediaclient.Wrap(cli) // then media.Download(ctx, uri) where cli.Download(ctx, uri) was
+//
+// It is safe for concurrent use. Errors are *Error values that still match mautrix's:
+// errors.Is(err, mautrix.MNotFound), and errors.As into a mautrix.HTTPError value.
+type Mautrix struct {
+	cli *mautrix.Client
+	c   *Client
+}
+
+// Wrap returns a Mautrix for cli. It reuses cli's homeserver URL, access token, user agent and
+// HTTP transport (so a custom RoundTripper or proxy keeps working), and its logger when the context
+// carries none, as mautrix does; it does not use cli's redirect handling or its whole-request
+// timeout (a download streams for as long as its context allows). opts may set anything else; its
+// HomeserverURL, AccessToken, UserAgent and Transport are taken from cli when empty. cli's fields
+// are read once: a later change of token needs a new Wrap.
+func Wrap(cli *mautrix.Client, opts ...Options) (*Mautrix, error) {
+	if cli == nil || cli.HomeserverURL == nil {
+		return nil, &Error{Op: "new", Err: fmt.Errorf("%w: nil mautrix client or homeserver URL", ErrInvalidArgument)}
+	}
+	if len(opts) > 1 {
+		return nil, &Error{Op: "new", Err: fmt.Errorf("%w: more than one Options", ErrInvalidArgument)}
+	}
+	var o Options
+	if len(opts) == 1 {
+		o = opts[0]
+	}
+	if o.HomeserverURL == "" {
+		o.HomeserverURL = cli.HomeserverURL.String()
+	}
+	if o.AccessToken == "" {
+		o.AccessToken = cli.AccessToken
+	}
+	if o.UserAgent == "" {
+		o.UserAgent = cli.UserAgent
+	}
+	if o.Transport == nil && cli.Client != nil && cli.Client.Transport != nil {
+		o.Transport = cli.Client.Transport
+	}
+	if o.Logger == nil {
+		o.Logger = &cli.Log
+	}
+	c, err := New(o)
+	if err != nil {
+		return nil, err
+	}
+	return &Mautrix{cli: cli, c: c}, nil
+}
+
+// Client returns the underlying Client, for the streaming API with metadata.
+func (m *Mautrix) Client() *Client { return m.c }
+
+// Download is mautrix.Client.Download. The response's Body streams and must be closed; reading it
+// returns an *Error on a truncated body.
+func (m *Mautrix) Download(ctx context.Context, uri id.ContentURI) (*http.Response, error) {
+	return m.DownloadWithParams(ctx, uri, mautrix.DownloadExtra{})
+}
+
+// DownloadWithParams is mautrix.Client.DownloadWithParams: params.Query is added to the first
+// request (allow_redirect and timeout_ms stay the Client's to set).
+func (m *Mautrix) DownloadWithParams(ctx context.Context, uri id.ContentURI, params mautrix.DownloadExtra) (*http.Response, error) {
+	r, limit, err := m.c.downloadRequest(uri, nil)
+	if err != nil {
+		return nil, err
+	}
+	r.query = params.Query
+	media, err := m.c.fetch(ctx, r, limit)
+	if err != nil {
+		return nil, err
+	}
+	return media.response(), nil
+}
+
+// DownloadThumbnail is mautrix.Client.DownloadThumbnail (note the height-then-width order).
+func (m *Mautrix) DownloadThumbnail(ctx context.Context, uri id.ContentURI, height, width int, extras ...mautrix.DownloadThumbnailExtra) (*http.Response, error) {
+	if len(extras) > 1 {
+		return nil, &Error{Op: "thumbnail", URI: uri.String(), Err: fmt.Errorf("%w: more than one DownloadThumbnailExtra", ErrInvalidArgument)}
+	}
+	o := ThumbnailOptions{Width: width, Height: height}
+	if len(extras) == 1 {
+		o.Method, o.Animated = extras[0].Method, extras[0].Animated
+	}
+	media, err := m.c.Thumbnail(ctx, uri, o)
+	if err != nil {
+		return nil, err
+	}
+	return media.response(), nil
+}
+
+// DownloadBytes is mautrix.Client.DownloadBytes: the whole body, or an error (never a short body).
+func (m *Mautrix) DownloadBytes(ctx context.Context, uri id.ContentURI) ([]byte, error) {
+	media, err := m.c.Download(ctx, uri)
+	if err != nil {
+		return nil, err
+	}
+	return readAll(media)
+}
+
+// DownloadEncrypted downloads and decrypts an encrypted attachment as a stream; see
+// Client.DownloadEncrypted for when the hash is checked.
+func (m *Mautrix) DownloadEncrypted(ctx context.Context, file *event.EncryptedFileInfo) (*Media, error) {
+	return m.c.DownloadEncrypted(ctx, file)
+}
+
+// DownloadEncryptedBytes downloads and decrypts an encrypted attachment. It returns the plaintext
+// only once the SHA-256 of the whole ciphertext has matched: never unverified bytes.
+func (m *Mautrix) DownloadEncryptedBytes(ctx context.Context, file *event.EncryptedFileInfo) ([]byte, error) {
+	media, err := m.c.DownloadEncrypted(ctx, file)
+	if err != nil {
+		return nil, err
+	}
+	return readAll(media)
+}
+
+// readAll reads a Media whole, sized by its Content-Length, and closes it.
+func readAll(media *Media) ([]byte, error) {
+	defer media.Close()
+	size := 0
+	if media.ContentLength > 0 && media.ContentLength < 1<<30 {
+		size = int(media.ContentLength) + 1
+	}
+	buf := make([]byte, 0, max(size, 512))
+	for {
+		n, err := media.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		} else if err != nil {
+			return nil, err
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+	}
+}
+
+// response presents a Media as the *http.Response mautrix's methods return.
+func (media *Media) response() *http.Response {
+	h := media.Header.Clone()
+	return &http.Response{
+		Status:        strconv.Itoa(http.StatusOK) + " " + http.StatusText(http.StatusOK),
+		StatusCode:    http.StatusOK,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        h,
+		Body:          media,
+		ContentLength: media.ContentLength,
+	}
+}
