@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -70,6 +71,12 @@ type Options struct {
 	MaxRedirects int
 	// AllowInsecureRedirects allows a redirect from https to http. Credentials never follow it.
 	AllowInsecureRedirects bool
+	// AllowPrivateRedirects turns off the private-address guard: by default a redirect may not lead
+	// from the homeserver's address class (public, private, loopback, link-local) to a loopback,
+	// private, link-local or other special-purpose address of another class. The address is checked
+	// when the connection is dialled by a transport from NewTransport; with another transport, or
+	// through a proxy, the target's name is resolved and checked before the request.
+	AllowPrivateRedirects bool
 	// RetryMax is how many times a transient failure (connection error, 5xx but 501, 429) is retried.
 	// 0 means DefaultRetryMax; a negative value means no retries.
 	RetryMax int
@@ -113,12 +120,15 @@ type Client struct {
 	transport         http.RoundTripper
 	retry             *retryablehttp.Client
 	state             *state
+	ownTransport      bool                        // the transport is NewTransport's, made by New
+	classify          func(netip.AddrPort) string // address classes, replaceable in tests
 }
 
 // state is what the Client learns about its homeserver.
 type state struct {
 	paramRejected atomic.Bool // the homeserver refuses allow_redirect
 	noV1          atomic.Bool // the homeserver lacks client v1 media
+	homeClass     atomic.Value // string: the class of the homeserver's address
 
 	versionsMu sync.Mutex
 	versions   *mautrix.RespVersions // nil until fetched successfully
@@ -186,6 +196,7 @@ func New(opts Options) (*Client, error) {
 		credentialHeaders: []string{"Authorization", "Cookie", "Proxy-Authorization"},
 		transport:         opts.Transport,
 		state:             &state{},
+		classify:          classify,
 	}
 	for _, h := range opts.CredentialHeaders {
 		c.credentialHeaders = append(c.credentialHeaders, http.CanonicalHeaderKey(h))
@@ -197,7 +208,7 @@ func New(opts Options) (*Client, error) {
 		c.maxRedirects = 0
 	}
 	if c.transport == nil {
-		c.transport = NewTransport()
+		c.transport, c.ownTransport = NewTransport(), true
 	}
 	retryMax := opts.RetryMax
 	switch {
@@ -225,8 +236,9 @@ func New(opts Options) (*Client, error) {
 }
 
 // NewTransport returns the transport a Client uses when Options.Transport is nil: a clone of
-// http.DefaultTransport sized for many parallel downloads, with HTTP/2 over TLS and without
-// transparent decompression (media is stored compressed or not, and its length must stay exact).
+// http.DefaultTransport sized for many parallel downloads, with HTTP/2 over TLS, without
+// transparent decompression (media is stored compressed or not, and its length must stay exact), and
+// with a dialer that enforces the private-address guard on the address it connects to.
 func NewTransport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns = 256
@@ -235,7 +247,7 @@ func NewTransport() *http.Transport {
 	t.DisableCompression = true
 	t.ForceAttemptHTTP2 = true
 	t.ResponseHeaderTimeout = 0
-	t.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	t.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, ControlContext: guardControl}).DialContext
 	return t
 }
 

@@ -200,6 +200,10 @@ func (ch chain) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 		}
 		hopReq.Header.Del("Referer")
+		hopReq, err := c.guardHop(hopReq, o == home)
+		if err != nil {
+			return nil, err
+		}
 		resp, err := c.transport.RoundTrip(hopReq)
 		if err != nil {
 			return nil, err

@@ -41,6 +41,8 @@ const (
 	OriginCDN OriginName = "cdn"
 	// OriginCDNTLS is https://127.0.0.1 on yet another port, with the server's self-signed certificate.
 	OriginCDNTLS OriginName = "cdn-tls"
+	// OriginCDNNamed is the CDN's port reached as "localhost": a name resolved when dialling.
+	OriginCDNNamed OriginName = "cdn-named"
 )
 
 // Config configures a Server. Every zero value has a documented default.
@@ -182,6 +184,7 @@ func Start(cfg Config) (*Server, error) {
 				s.origins[OriginHomeserver] = scheme + "://" + net.JoinHostPort(urlHost, strconv.Itoa(hsPort))
 				s.origins[OriginCDNHost] = scheme + "://" + net.JoinHostPort("localhost", strconv.Itoa(hsPort))
 				s.origins[OriginCDN] = "http://" + net.JoinHostPort(urlHost, strconv.Itoa(cdnPort))
+				s.origins[OriginCDNNamed] = "http://" + net.JoinHostPort("localhost", strconv.Itoa(cdnPort))
 				s.origins[OriginCDNTLS] = "https://" + net.JoinHostPort(urlHost, strconv.Itoa(tlsPort))
 			}
 		}

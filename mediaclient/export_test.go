@@ -1,0 +1,10 @@
+package mediaclient
+
+import "net/netip"
+
+// SetClassifier replaces how c classes addresses, so that tests on loopback can play a public
+// homeserver.
+func SetClassifier(c *Client, f func(netip.AddrPort) string) { c.classify = f }
+
+// Classify exposes the default classification.
+func Classify(ap netip.AddrPort) string { return classify(ap) }

@@ -1,0 +1,179 @@
+package mediaclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"syscall"
+
+	"code.dny.dev/ssrf"
+)
+
+// This file holds the private-address guard (rule 5 of the design): a redirect may not step from the
+// homeserver's address class down into loopback, private, link-local or other special-purpose space.
+// The address is checked when the connection is dialled (so DNS rebinding does not get around it),
+// through a value the redirect loop puts in each hop's context and the dialer of NewTransport reads.
+
+// ErrPrivateAddress: a redirect led to an address in a special-purpose range that the homeserver is
+// not in. The *AddressError that wraps it names the address. It also matches ErrRedirectRefused.
+var ErrPrivateAddress = errors.New("mediaclient: redirect to a private address")
+
+// AddressError says which address a redirect was refused for.
+type AddressError struct {
+	// Host is the host name of the redirect target.
+	Host string
+	// Addr is the address it resolved to.
+	Addr netip.Addr
+	// Class is the address's class: "loopback", "private", "link-local" or "special".
+	Class string
+	// HomeClass is the class of the homeserver's address ("public" for the internet).
+	HomeClass string
+}
+
+func (e *AddressError) Error() string {
+	return fmt.Sprintf("redirect refused: %s is %s, a %s address, and the homeserver is %s", e.Host, e.Addr, e.Class, e.HomeClass)
+}
+
+// Is makes errors.Is match ErrPrivateAddress and ErrRedirectRefused.
+func (e *AddressError) Is(target error) bool {
+	return target == ErrPrivateAddress || target == ErrRedirectRefused
+}
+
+// Address classes.
+const (
+	classPublic    = "public"
+	classLoopback  = "loopback"
+	classPrivate   = "private"
+	classLinkLocal = "link-local"
+	classSpecial   = "special"
+)
+
+// special is the IANA special-purpose registry, as kept by code.dny.dev/ssrf.
+var special = ssrf.New(ssrf.WithAnyPort(), ssrf.WithAnyNetwork())
+
+var sharedAddressSpace = netip.MustParsePrefix("100.64.0.0/10")
+
+// classify returns the class of an address; IPv4-mapped IPv6 addresses count as IPv4.
+func classify(ap netip.AddrPort) string {
+	a := ap.Addr().Unmap()
+	switch {
+	case a.IsLoopback():
+		return classLoopback
+	case a.IsPrivate(), a.Is4() && sharedAddressSpace.Contains(a):
+		return classPrivate
+	case a.IsLinkLocalUnicast():
+		return classLinkLocal
+	case special.SafeAddr(a) != nil:
+		return classSpecial
+	}
+	return classPublic
+}
+
+// hopPolicy travels in a hop's context to the dialer.
+type hopPolicy struct {
+	c    *Client
+	home bool // the hop is to the homeserver's own origin
+	host string
+}
+
+type policyKey struct{}
+
+// check applies the guard to one dialled address.
+func (p *hopPolicy) check(ctx context.Context, ap netip.AddrPort) error {
+	cls := p.c.classify(ap)
+	if p.home {
+		p.c.state.homeClass.Store(cls)
+		return nil
+	}
+	if cls == classPublic {
+		return nil
+	}
+	home := p.c.homeClass(ctx)
+	if cls == home {
+		return nil
+	}
+	return &AddressError{Host: p.host, Addr: ap.Addr(), Class: cls, HomeClass: home}
+}
+
+// homeClass returns the class of the homeserver's address: the one last dialled, or else the one its
+// name resolves to (the most special of them).
+func (c *Client) homeClass(ctx context.Context) string {
+	if v, ok := c.state.homeClass.Load().(string); ok {
+		return v
+	}
+	addrs, err := c.lookup(ctx, c.base.Hostname())
+	if err != nil || len(addrs) == 0 {
+		return classPublic // unknown: the strictest choice
+	}
+	cls := classPublic
+	for _, a := range addrs {
+		if x := c.classify(netip.AddrPortFrom(a, 0)); x != classPublic {
+			cls = x
+		}
+	}
+	c.state.homeClass.Store(cls)
+	return cls
+}
+
+// lookup resolves a host name (or parses an address literal).
+func (c *Client) lookup(ctx context.Context, host string) ([]netip.Addr, error) {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{a}, nil
+	}
+	return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+}
+
+// guardControl is the dialer's Control function: it checks the address about to be dialled against
+// the policy of the hop that asked for the connection.
+func guardControl(ctx context.Context, network, address string, _ syscall.RawConn) error {
+	p, _ := ctx.Value(policyKey{}).(*hopPolicy)
+	if p == nil {
+		return nil
+	}
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return nil // not an IP network
+	}
+	return p.check(ctx, ap)
+}
+
+// guardHop prepares a hop for the guard: it puts the policy in the request's context for the dialer
+// and, where the dialer cannot see the target (an address literal is checked at once; a proxy, or a
+// transport that is not an *http.Transport, gets a check on the resolved name), checks beforehand.
+func (c *Client) guardHop(req *http.Request, home bool) (*http.Request, error) {
+	if c.opts.AllowPrivateRedirects {
+		return req, nil
+	}
+	p := &hopPolicy{c: c, home: home, host: req.URL.Hostname()}
+	req = req.WithContext(context.WithValue(req.Context(), policyKey{}, p))
+	if home {
+		return req, nil
+	}
+	port := uint16(0)
+	if a, err := netip.ParseAddr(p.host); err == nil {
+		return req, p.check(req.Context(), netip.AddrPortFrom(a, port))
+	}
+	t, ok := c.transport.(*http.Transport)
+	viaProxy := false
+	if ok && t.Proxy != nil {
+		if u, err := t.Proxy(req); err == nil && u != nil {
+			viaProxy = true
+		}
+	}
+	if ok && !viaProxy && c.ownTransport {
+		return req, nil // the dialer checks
+	}
+	addrs, err := c.lookup(req.Context(), p.host)
+	if err != nil {
+		return req, nil // the request will fail on its own
+	}
+	for _, a := range addrs {
+		if err := p.check(req.Context(), netip.AddrPortFrom(a, port)); err != nil {
+			return req, err
+		}
+	}
+	return req, nil
+}
