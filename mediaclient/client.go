@@ -126,8 +126,8 @@ type Client struct {
 
 // state is what the Client learns about its homeserver.
 type state struct {
-	paramRejected atomic.Bool // the homeserver refuses allow_redirect
-	noV1          atomic.Bool // the homeserver lacks client v1 media
+	paramRejected atomic.Bool  // the homeserver refuses allow_redirect
+	noV1          atomic.Bool  // the homeserver lacks client v1 media
 	homeClass     atomic.Value // string: the class of the homeserver's address
 
 	versionsMu sync.Mutex
