@@ -88,6 +88,8 @@ type Options struct {
 	MaxRetryAfter time.Duration
 	// MaxSize refuses media larger than this many bytes with ErrTooLarge. 0 means no limit.
 	MaxSize int64
+	// NoResume stops a body that breaks off from being resumed with a Range request.
+	NoResume bool
 	// ServerTimeout is sent as timeout_ms: how long the server may wait for media that is not
 	// uploaded yet. 0 means DefaultServerTimeout; a negative value sends no timeout_ms.
 	ServerTimeout time.Duration

@@ -183,6 +183,9 @@ func (c *Client) fetch(ctx context.Context, r *request, limit int64) (*Media, er
 			return fail(err)
 		}
 		c.setHeaders(req.Header)
+		for k, v := range r.header {
+			req.Header[k] = v
+		}
 		resp, err := c.retry.Do(req)
 		if err != nil {
 			var ue *url.Error
@@ -208,6 +211,9 @@ func (c *Client) fetch(ctx context.Context, r *request, limit int64) (*Media, er
 			}
 			m := newMedia(r, resp, limit)
 			m.Hops, m.API, m.Fallback = tr.hops, api, strings.Join(fallbacks, "; ")
+			if r.header == nil && !c.opts.NoResume {
+				m.resume = newResumer(ctx, c, r, resp.Header)
+			}
 			return m, nil
 		}
 		code := errcode(resp)

@@ -5,7 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
 
 	"maunium.net/go/mautrix/id"
 
@@ -37,44 +41,80 @@ type Media struct {
 	// "parameter rejected", "v1 unrecognized", "redirect refused" (joined with "; " when several).
 	Fallback string
 
-	body  io.ReadCloser
-	read  int64
-	limit int64 // 0: none
-	op    string
-	err   error
+	body    io.ReadCloser
+	read    int64
+	limit   int64 // 0: none
+	op      string
+	err     error // sticky: returned by every Read once set
+	pending error // a break in the body not yet acted on (bytes were returned with it)
+	status  int
+	resume  *resumer // nil when the body cannot be resumed
 }
 
-// Read reads from the body.
+// maxResumes bounds how often one body is resumed.
+const maxResumes = 3
+
+// Read reads from the body. A body that breaks off (a reset, a truncation) is resumed with a Range
+// request when the server gave a validator (a strong ETag or Last-Modified): the chain starts again at
+// the homeserver, so an expired CDN URL is replaced, and If-Range makes sure the bytes are the same
+// media. The reader sees one continuous stream, or an error.
 func (m *Media) Read(p []byte) (int, error) {
-	if m.err != nil {
-		return 0, m.err
-	}
-	n, err := m.body.Read(p)
-	m.read += int64(n)
-	if m.limit > 0 && m.read > m.limit {
-		excess := int(m.read - m.limit)
-		n -= excess
-		m.read = m.limit
-		m.err = m.wrap(fmt.Errorf("%w: more than %d bytes", ErrTooLarge, m.limit))
-		return n, m.err
-	}
-	switch {
-	case err == nil:
-		return n, nil
-	case err == io.EOF:
-		if m.ContentLength >= 0 && m.read < m.ContentLength {
-			m.err = m.wrap(fmt.Errorf("%w: got %d of %d bytes", ErrTruncated, m.read, m.ContentLength))
+	for {
+		if m.err != nil {
+			return 0, m.err
+		}
+		var n int
+		err := m.pending
+		m.pending = nil
+		if err == nil {
+			n, err = m.body.Read(p)
+		}
+		m.read += int64(n)
+		if m.limit > 0 && m.read > m.limit {
+			n -= int(m.read - m.limit)
+			m.read = m.limit
+			m.err = m.wrap(fmt.Errorf("%w: more than %d bytes", ErrTooLarge, m.limit))
 			return n, m.err
 		}
-		return n, io.EOF
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		m.err = m.wrap(err)
-	case m.ContentLength >= 0 && m.read < m.ContentLength, errors.Is(err, io.ErrUnexpectedEOF):
-		m.err = m.wrap(fmt.Errorf("%w: got %d of %d bytes: %w", ErrTruncated, m.read, m.ContentLength, err))
-	default:
-		m.err = m.wrap(err)
+		switch {
+		case err == nil:
+			return n, nil
+		case err == io.EOF && (m.ContentLength < 0 || m.read >= m.ContentLength):
+			return n, io.EOF
+		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+			m.err = m.wrap(err)
+			return n, m.err
+		}
+		broken := err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) || (m.ContentLength >= 0 && m.read < m.ContentLength) || isNetError(err)
+		if !broken {
+			m.err = m.wrap(err) // a decryption or hash error, say: not the network's
+			return n, m.err
+		}
+		if m.resume != nil && m.resume.attempts < maxResumes {
+			if n > 0 {
+				m.pending = err // hand over these bytes first
+				return n, nil
+			}
+			rerr := m.resume.resume(m)
+			if rerr == nil {
+				continue
+			}
+			err = fmt.Errorf("%w (resuming: %w)", err, rerr)
+		}
+		if m.ContentLength >= 0 && m.read < m.ContentLength || errors.Is(err, io.ErrUnexpectedEOF) || err == io.EOF {
+			m.err = m.wrap(fmt.Errorf("%w: got %d of %d bytes: %w", ErrTruncated, m.read, m.ContentLength, err))
+		} else {
+			m.err = m.wrap(err)
+		}
+		return n, m.err
 	}
-	return n, m.err
+}
+
+// isNetError reports whether err came from the connection.
+func isNetError(err error) bool {
+	var ne net.Error
+	var oe *net.OpError
+	return errors.As(err, &ne) || errors.As(err, &oe) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // Close releases the body and its connection.
@@ -103,5 +143,101 @@ func newMedia(r *request, resp *http.Response, limit int64) *Media {
 		body:          resp.Body,
 		limit:         limit,
 		op:            r.op(),
+		status:        resp.StatusCode,
 	}
+}
+
+// ErrChanged: the media changed while a broken body was being resumed (its validator differs).
+var ErrChanged = errors.New("mediaclient: media changed while resuming")
+
+// resumer asks for the rest of a broken body.
+type resumer struct {
+	ctx       context.Context
+	c         *Client
+	r         request
+	validator string // a strong ETag, or Last-Modified
+	attempts  int
+}
+
+// newResumer returns a resumer for a body with a usable validator, or nil.
+func newResumer(ctx context.Context, c *Client, r *request, h http.Header) *resumer {
+	v := h.Get("ETag")
+	if v == "" || strings.HasPrefix(v, "W/") {
+		v = h.Get("Last-Modified")
+	}
+	if v == "" {
+		return nil
+	}
+	return &resumer{ctx: ctx, c: c, r: *r, validator: v}
+}
+
+// resume fetches the body from m.read on and puts it in place of the broken one.
+func (rs *resumer) resume(m *Media) error {
+	rs.attempts++
+	m.body.Close()
+	r := rs.r
+	r.header = http.Header{"Range": {fmt.Sprintf("bytes=%d-", m.read)}, "If-Range": {rs.validator}}
+	rs.c.debug(rs.ctx, "resuming a broken body", "offset", m.read, "attempt", rs.attempts)
+	next, err := rs.c.fetch(rs.ctx, &r, 0)
+	if err != nil {
+		m.body = io.NopCloser(strings.NewReader(""))
+		return err
+	}
+	m.Hops = append(m.Hops, next.Hops...)
+	same := next.Header.Get("ETag") == rs.validator || next.Header.Get("Last-Modified") == rs.validator
+	switch next.status {
+	case http.StatusPartialContent:
+		start, total, ok := parseContentRange(next.Header.Get("Content-Range"))
+		if !ok || start != m.read || (m.ContentLength >= 0 && total >= 0 && total != m.ContentLength) || !same {
+			next.body.Close()
+			m.body = io.NopCloser(strings.NewReader(""))
+			return fmt.Errorf("%w: answer to a range request does not fit (%q)", ErrChanged, next.Header.Get("Content-Range"))
+		}
+	case http.StatusOK:
+		// The server ignored the range (or the validator changed): skip what was read, if it is the
+		// same media.
+		if !same {
+			next.body.Close()
+			m.body = io.NopCloser(strings.NewReader(""))
+			return ErrChanged
+		}
+		if _, err := io.CopyN(io.Discard, next.body, m.read); err != nil {
+			next.body.Close()
+			m.body = io.NopCloser(strings.NewReader(""))
+			return err
+		}
+	default:
+		next.body.Close()
+		m.body = io.NopCloser(strings.NewReader(""))
+		return fmt.Errorf("%w: status %d", ErrUnexpectedStatus, next.status)
+	}
+	m.body = next.body
+	return nil
+}
+
+// parseContentRange reads "bytes start-end/total" (total may be "*", given as -1).
+func parseContentRange(v string) (start, total int64, ok bool) {
+	rest, found := strings.CutPrefix(v, "bytes ")
+	if !found {
+		return 0, 0, false
+	}
+	rng, tot, found := strings.Cut(rest, "/")
+	if !found {
+		return 0, 0, false
+	}
+	first, _, found := strings.Cut(rng, "-")
+	if !found {
+		return 0, 0, false
+	}
+	start, err := strconv.ParseInt(first, 10, 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	total = -1
+	if tot != "*" {
+		if total, err = strconv.ParseInt(tot, 10, 64); err != nil {
+			return 0, 0, false
+		}
+	}
+	return start, total, true
 }

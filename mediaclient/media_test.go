@@ -40,7 +40,7 @@ func TestTruncatedBody(t *testing.T) {
 		if at == testserver.RoleCDN {
 			when = testserver.Always
 		}
-		srv, c := setup(t, testserver.Config{Behavior: &testserver.Behavior{V3Redirect: when, Faults: []testserver.Fault{{At: at, Truncate: true}}}}, mediaclient.Options{API: mediaclient.APIV3})
+		srv, c := setup(t, testserver.Config{Behavior: &testserver.Behavior{V3Redirect: when, Faults: []testserver.Fault{{At: at, Truncate: true}}}}, mediaclient.Options{API: mediaclient.APIV3, NoResume: true})
 		uri := srv.AddMedia(content(200_000, 3), testserver.MediaOptions{})
 		got, _, err := fetch(t, c, uri)
 		var e *mediaclient.Error

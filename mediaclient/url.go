@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -125,6 +126,7 @@ type request struct {
 	thumbnail *ThumbnailOptions
 	fileName  string
 	query     map[string]string // extra parameters (the mautrix wrapper's DownloadExtra.Query)
+	header    http.Header       // extra headers (Range and If-Range when resuming)
 }
 
 // op names the operation for errors.

@@ -109,11 +109,13 @@ type Fault struct {
 	RetryAfter string
 	// RetryAfterMS is sent as retry_after_ms in the Matrix error body when non-zero.
 	RetryAfterMS int
-	// Truncate serves the headers with the full Content-Length, then only TruncateAt bytes
-	// (half the body when TruncateAt is zero) before closing the connection.
+	// Truncate serves the headers with the full Content-Length (of the whole body, or of the range
+	// asked for), then only TruncateAt bytes (half the content when TruncateAt is zero) before
+	// dropping the connection.
 	Truncate   bool
 	TruncateAt int64
-	// Reset closes the connection without any answer.
+	// Reset closes the connection with a TCP reset: without any answer, or, with Truncate, in the
+	// middle of the body.
 	Reset bool
 }
 

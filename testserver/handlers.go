@@ -292,7 +292,7 @@ func (s *Server) download(v1, thumbnail bool) http.HandlerFunc {
 		}
 		fileName := r.PathValue("fileName")
 		if fileName == "" {
-			fileName = m.FileName
+			fileName = s.fileName(m)
 		}
 		s.serve(w, r, m, b, f, kind, fileName)
 	}
@@ -407,7 +407,7 @@ func (s *Server) cdn(w http.ResponseWriter, r *http.Request) {
 		s.redirect(w, b, s.cdnURL(b, kind, mediaID, (hop+1)%len(b.chain()), extra), false)
 		return
 	}
-	s.serve(w, r, m, b, f, kind, m.FileName)
+	s.serve(w, r, m, b, f, kind, s.fileName(m))
 }
 
 // applyFault answers with the fault when it is one that replaces the response, and reports whether it
@@ -416,7 +416,7 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, f *Fault, ro
 	switch {
 	case f == nil:
 		return false
-	case f.Reset:
+	case f.Reset && !f.Truncate:
 		resetConnection(w)
 		return true
 	case f.Status != 0:
@@ -455,17 +455,25 @@ func resetConnection(w http.ResponseWriter) {
 	conn.Close()
 }
 
+func (s *Server) fileName(m *Media) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return m.FileName
+}
+
 // serve writes the content (or thumbnail) of m with Range, ETag and Last-Modified support.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, m *Media, b *behaviorState, f *Fault, kind, fileName string) {
-	content, size := m.content, m.size
+	s.mu.Lock()
+	content, size, etag, modTime, contentType := m.content, m.size, m.etag, m.modTime, m.ContentType
+	s.mu.Unlock()
 	if kind == "thumbnail" && m.thumbnail != nil {
 		content, size = bytesReaderAt(m.thumbnail), int64(len(m.thumbnail))
 	}
 	h := w.Header()
-	h.Set("Content-Type", m.ContentType)
-	h.Set("ETag", m.etag)
+	h.Set("Content-Type", contentType)
+	h.Set("ETag", etag)
 	if kind == "thumbnail" {
-		h.Set("ETag", strings.TrimSuffix(m.etag, `"`)+`-thumb"`)
+		h.Set("ETag", strings.TrimSuffix(etag, `"`)+`-thumb"`)
 	}
 	h.Set("Accept-Ranges", "bytes")
 	if fileName != "" {
@@ -479,12 +487,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, m *Media, b *beha
 		if at == 0 {
 			at = size / 2
 		}
-		h.Set("Content-Length", strconv.FormatInt(size, 10))
-		h.Set("Last-Modified", m.modTime.Format(http.TimeFormat))
-		w.WriteHeader(http.StatusOK)
-		io.CopyN(w, body, min(at, size))
-		// Returning short of Content-Length makes the server close the connection.
-		return
+		w = &cutWriter{ResponseWriter: w, left: at, reset: f.Reset}
 	}
 	if b.SlowBody > 0 {
 		w = &slowWriter{ResponseWriter: w, ctx: r.Context(), delay: b.SlowBody}
@@ -499,7 +502,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, m *Media, b *beha
 		}
 		return
 	}
-	http.ServeContent(w, r, "", m.modTime, body)
+	http.ServeContent(w, r, "", modTime, body)
 }
 
 // SignedURL returns a fresh signed URL for the content of uri at the named origin, as the
@@ -523,6 +526,29 @@ func (b bytesReaderAt) ReadAt(p []byte, off int64) (int, error) {
 		return n, io.EOF
 	}
 	return n, nil
+}
+
+// cutWriter stops a body after a number of bytes: it drops the connection (with a TCP reset when
+// reset is set) so that the client sees a body shorter than its Content-Length.
+type cutWriter struct {
+	http.ResponseWriter
+	left  int64
+	reset bool
+}
+
+func (w *cutWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) <= w.left {
+		w.left -= int64(len(p))
+		return w.ResponseWriter.Write(p)
+	}
+	w.ResponseWriter.Write(p[:w.left])
+	w.left = 0
+	// Headers and the partial body go out before the connection is dropped.
+	http.NewResponseController(w.ResponseWriter).Flush()
+	if w.reset {
+		resetConnection(w.ResponseWriter)
+	}
+	panic(http.ErrAbortHandler)
 }
 
 // slowWriter pauses before each chunk it writes.
