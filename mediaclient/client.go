@@ -90,6 +90,10 @@ type Options struct {
 	MaxSize int64
 	// NoResume stops a body that breaks off from being resumed with a Range request.
 	NoResume bool
+	// RedirectCacheSize is how many 308 (permanent) redirect targets are remembered, per media item,
+	// so that a repeated download skips the homeserver hop. 0 means DefaultRedirectCacheSize; a
+	// negative value turns the cache off.
+	RedirectCacheSize int
 	// ServerTimeout is sent as timeout_ms: how long the server may wait for media that is not
 	// uploaded yet. 0 means DefaultServerTimeout; a negative value sends no timeout_ms.
 	ServerTimeout time.Duration
@@ -124,6 +128,7 @@ type Client struct {
 	state             *state
 	ownTransport      bool                        // the transport is NewTransport's, made by New
 	classify          func(netip.AddrPort) string // address classes, replaceable in tests
+	cache             *redirectCache              // nil when off
 }
 
 // state is what the Client learns about its homeserver.
@@ -199,6 +204,7 @@ func New(opts Options) (*Client, error) {
 		transport:         opts.Transport,
 		state:             &state{},
 		classify:          classify,
+		cache:             newRedirectCache(opts.RedirectCacheSize),
 	}
 	for _, h := range opts.CredentialHeaders {
 		c.credentialHeaders = append(c.credentialHeaders, http.CanonicalHeaderKey(h))

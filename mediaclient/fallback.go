@@ -178,7 +178,7 @@ func (c *Client) fetch(ctx context.Context, r *request, limit int64) (*Media, er
 	probing := false // allow_redirect was just dropped after a rejection
 	for {
 		u := c.buildURL(r, api, param, c.timeoutMS(deadline))
-		req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+		req, err := retryablehttp.NewRequestWithContext(withCacheKey(ctx, string(api)+" "+u.String()), http.MethodGet, u.String(), nil)
 		if err != nil {
 			return fail(err)
 		}

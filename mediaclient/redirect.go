@@ -177,22 +177,33 @@ type chain struct {
 // RoundTrip follows the redirects of req, which must be addressed to the homeserver.
 func (ch chain) RoundTrip(req *http.Request) (*http.Response, error) {
 	c := ch.c
-	tr := traceFrom(req.Context())
+	ctx := req.Context()
+	tr := traceFrom(ctx)
 	if tr == nil {
 		tr = &trace{}
 	}
 	home := originOf(c.base)
-	reResolved := false
 	cur := req.URL
 	left := false // the chain has left the homeserver's origin
 	redirects := 0
+	reResolved := false
+	key := cacheKeyFrom(ctx)
+	cached := c.cache.get(key) // a remembered 308 target: start there
+	if cached != nil {
+		cur = cached
+	}
+	var permanent *url.URL // where the leading 308s of this chain led
+	allPermanent := true
+	restart := func() {
+		cur, left, redirects, permanent, allPermanent = req.URL, false, 0, nil, true
+	}
 	for {
 		o := originOf(cur)
 		if o != home {
 			left = true
 		}
 		creds := !left
-		hopReq := req.Clone(req.Context())
+		hopReq := req.Clone(ctx)
 		hopReq.URL, hopReq.Host = cur, ""
 		if !creds {
 			for _, h := range c.credentialHeaders {
@@ -201,23 +212,42 @@ func (ch chain) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		hopReq.Header.Del("Referer")
 		hopReq, err := c.guardHop(hopReq, o == home)
+		var resp *http.Response
+		if err == nil {
+			resp, err = c.transport.RoundTrip(hopReq)
+		}
+		if resp != nil {
+			tr.hops = append(tr.hops, Hop{Status: resp.StatusCode, Origin: o.String(), Credentials: creds && c.hasCredentials(hopReq.Header)})
+			tr.final = o
+		}
+		if cached != nil {
+			cached = nil
+			if err != nil || resp.StatusCode < 200 || resp.StatusCode >= 400 {
+				// The remembered target failed: forget it and ask the homeserver.
+				c.debug(ctx, "remembered redirect target failed; asking the homeserver")
+				if resp != nil {
+					drain(resp)
+				}
+				c.cache.remove(key)
+				restart()
+				continue
+			}
+		}
 		if err != nil {
 			return nil, err
 		}
-		resp, err := c.transport.RoundTrip(hopReq)
-		if err != nil {
-			return nil, err
-		}
-		tr.hops = append(tr.hops, Hop{Status: resp.StatusCode, Origin: o.String(), Credentials: creds && c.hasCredentials(hopReq.Header)})
-		tr.final = o
 		if left && !reResolved && reResolveStatus(resp.StatusCode) {
 			// A stale or refused CDN URL: ask the homeserver once more for a fresh one.
-			c.debug(req.Context(), "re-resolving through the homeserver", "status", resp.StatusCode, "origin", o.String())
+			c.debug(ctx, "re-resolving through the homeserver", "status", resp.StatusCode, "origin", o.String())
 			drain(resp)
-			reResolved, cur, left, redirects = true, req.URL, false, 0
+			reResolved = true
+			restart()
 			continue
 		}
 		if !isFollowed(resp.StatusCode) {
+			if permanent != nil && resp.StatusCode >= 200 && resp.StatusCode < 300 {
+				c.cache.add(key, permanent)
+			}
 			return resp, nil
 		}
 		if redirects >= c.maxRedirects {
@@ -232,8 +262,13 @@ func (ch chain) RoundTrip(req *http.Request) (*http.Response, error) {
 		if strings.EqualFold(cur.Scheme, "https") && strings.EqualFold(next.Scheme, "http") && !c.opts.AllowInsecureRedirects {
 			return nil, &RedirectError{Reason: "https to http downgrade", Location: redactURL(next)}
 		}
+		if allPermanent && resp.StatusCode == http.StatusPermanentRedirect && key != "" {
+			permanent = next
+		} else {
+			allPermanent = false
+		}
 		redirects++
-		c.debug(req.Context(), "following redirect", "status", resp.StatusCode, "to", redactURL(next))
+		c.debug(ctx, "following redirect", "status", resp.StatusCode, "to", redactURL(next))
 		cur = next
 	}
 }
