@@ -194,7 +194,7 @@ func (d *downloader) one(ctx context.Context, raw string) *result {
 	if o.outputIsStdout {
 		r.Path = "-"
 		n, err := io.Copy(io.MultiWriter(d.stdout, sum), src)
-		r.Bytes = n
+		r.Bytes, r.Hops = n, m.Hops
 		if err != nil {
 			return r.fail(err)
 		}
@@ -217,7 +217,7 @@ func (d *downloader) one(ctx context.Context, raw string) *result {
 	tr := d.pr.track(filepath.Base(path), m.ContentLength)
 	n, err := writeAtomic(path, io.MultiWriter(sum, tr), src, o.clobber)
 	tr.done(err == nil)
-	r.Bytes = n
+	r.Bytes, r.Hops = n, m.Hops // a resumed body added hops
 	if err != nil {
 		return r.fail(err)
 	}
