@@ -1,0 +1,126 @@
+package mediaclient_test
+
+import (
+	"crypto/sha256"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/mxfetch/mxfetch/mediaclient"
+	"github.com/mxfetch/mxfetch/testserver"
+)
+
+// TestFaultSoak runs thousands of downloads at parallelism 64 against a server that resets
+// connections, answers 503 and 429, truncates bodies and hands out expired URLs. Every download ends
+// with the exact bytes or a typed error; no credential reaches an origin other than the homeserver;
+// no goroutine or file descriptor is left behind.
+func TestFaultSoak(t *testing.T) {
+	n, parallel := 5000, 64
+	if testing.Short() {
+		n = 500
+	}
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	fdsBefore := openFDs(t)
+
+	srv, err := testserver.Start(testserver.Config{Profile: testserver.ProfileMediaRepo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	faults := []testserver.Behavior{
+		{},
+		{Faults: []testserver.Fault{{Count: 1, Status: 503}}},
+		{Faults: []testserver.Fault{{Count: 1, Status: 429, RetryAfter: "0"}}},
+		{Faults: []testserver.Fault{{Count: 1, Status: 429, RetryAfterMS: 1}}},
+		{Faults: []testserver.Fault{{At: testserver.RoleCDN, Count: 1, Truncate: true}}},
+		{Faults: []testserver.Fault{{At: testserver.RoleCDN, Count: 1, Truncate: true, Reset: true}}},
+		{Faults: []testserver.Fault{{At: testserver.RoleCDN, Count: 1, Reset: true}}},
+		{Faults: []testserver.Fault{{Count: 1, Reset: true}}},
+		{ExpiredURLs: 1},
+		{Faults: []testserver.Fault{{At: testserver.RoleCDN, Status: 503}}}, // never recovers: a typed error
+	}
+	type item struct {
+		uri  id.ContentURI
+		sum  [32]byte
+		dead bool
+	}
+	items := make([]item, n)
+	for i := range items {
+		b := faults[rng.IntN(len(faults))]
+		redirect, _ := testserver.ProfileBehavior(testserver.ProfileMediaRepo)
+		b.Redirect, b.V3Redirect, b.V1Redirect, b.CDNRejectsAuth = redirect.Redirect, redirect.V3Redirect, redirect.V1Redirect, true
+		data := content(1024+rng.IntN(32<<10), byte(i))
+		items[i] = item{uri: srv.AddMedia(data, testserver.MediaOptions{Behavior: &b}), sum: sha256.Sum256(data), dead: len(b.Faults) == 1 && b.Faults[0].Count == 0}
+	}
+	tr := mediaclient.NewTransport()
+	c, err := mediaclient.New(mediaclient.Options{
+		HomeserverURL: srv.URL, AccessToken: srv.AccessToken, Transport: tr,
+		RetryWaitMin: time.Millisecond, RetryWaitMax: 2 * time.Millisecond, MaxRetryAfter: 5 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	next := make(chan int)
+	var mu sync.Mutex
+	okCount, failed := 0, 0
+	for range parallel {
+		wg.Go(func() {
+			for i := range next {
+				got, _, err := fetch(t, c, items[i].uri)
+				mu.Lock()
+				switch {
+				case err == nil && sha256.Sum256(got) == items[i].sum:
+					okCount++
+				case err == nil:
+					t.Errorf("download %d: wrong bytes", i)
+				case !typed(err):
+					t.Errorf("download %d: untyped error %v", i, err)
+				case !items[i].dead:
+					t.Errorf("download %d: %v", i, err)
+				default:
+					failed++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for i := range items {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for _, r := range srv.Requests() {
+		if r.Origin != srv.URL && r.HasCredentials() {
+			t.Fatalf("credentials at %s", r.Origin)
+		}
+	}
+	t.Logf("%d downloads: %d exact, %d typed errors, %d requests", n, okCount, failed, len(srv.Requests()))
+	tr.CloseIdleConnections()
+	srv.Close()
+	if fds := openFDs(t); fds > fdsBefore+2 {
+		t.Errorf("open file descriptors: %d before, %d after", fdsBefore, fds)
+	}
+}
+
+// typed reports whether err is an *Error with a cause a caller can branch on.
+func typed(err error) bool {
+	var e *mediaclient.Error
+	var he mautrix.HTTPError
+	return errors.As(err, &e) && (errors.As(err, &he) || errors.Is(err, mediaclient.ErrTruncated) || errors.Is(err, mediaclient.ErrRedirectRefused) || errors.Is(err, mediaclient.ErrTooManyRedirects))
+}
+
+func openFDs(t *testing.T) int {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	return len(entries)
+}
