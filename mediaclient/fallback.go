@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,6 +20,14 @@ type DownloadOptions struct {
 	FileName string
 	// MaxSize overrides Options.MaxSize for this call when non-zero.
 	MaxSize int64
+	// Offset asks for the media from this byte on (a Range request), to finish a partial copy.
+	// Media.Offset says where the body really starts: Offset when the server resumed there (or sent
+	// the whole media with the same validator, which is then skipped), 0 when it sent the media anew.
+	Offset int64
+	// IfRange is the validator (ETag or Last-Modified) of the partial copy: the server resumes only
+	// if the media still has it. Without it a resumed body cannot be told from a changed one, so a
+	// 200 answer counts as a new body.
+	IfRange string
 }
 
 // ThumbnailOptions are the arguments of Thumbnail.
@@ -98,7 +107,10 @@ func (c *Client) downloadRequest(uri id.ContentURI, opts []DownloadOptions) (*re
 	if o.MaxSize < 0 {
 		return fail(fmt.Errorf("%w: negative size limit", ErrInvalidArgument))
 	}
-	r.fileName = o.FileName
+	if o.Offset < 0 {
+		return fail(fmt.Errorf("%w: negative offset", ErrInvalidArgument))
+	}
+	r.fileName, r.offset, r.ifRange = o.FileName, o.Offset, o.IfRange
 	return r, c.limit(o.MaxSize), nil
 }
 
@@ -183,8 +195,11 @@ func (c *Client) fetch(ctx context.Context, r *request, limit int64) (*Media, er
 			return fail(err)
 		}
 		c.setHeaders(req.Header)
-		for k, v := range r.header {
-			req.Header[k] = v
+		if r.offset > 0 {
+			req.Header.Set("Range", "bytes="+strconv.FormatInt(r.offset, 10)+"-")
+			if r.ifRange != "" {
+				req.Header.Set("If-Range", r.ifRange)
+			}
 		}
 		resp, err := c.retry.Do(req)
 		if err != nil {
@@ -211,7 +226,13 @@ func (c *Client) fetch(ctx context.Context, r *request, limit int64) (*Media, er
 			}
 			m := newMedia(r, resp, limit)
 			m.Hops, m.API, m.Fallback = tr.hops, api, strings.Join(fallbacks, "; ")
-			if r.header == nil && !c.opts.NoResume {
+			if r.offset > 0 {
+				if err := m.seekStart(r); err != nil {
+					resp.Body.Close()
+					return fail(err)
+				}
+			}
+			if !c.opts.NoResume {
 				m.resume = newResumer(ctx, c, r, resp.Header)
 			}
 			return m, nil

@@ -37,6 +37,9 @@ type Media struct {
 	Hops []Hop
 	// API is the endpoint family that served the media.
 	API API
+	// Offset is where the body starts in the media: DownloadOptions.Offset when the server resumed
+	// there, else 0 (the whole media, anew). ContentLength counts from Offset.
+	Offset int64
 	// Fallback says why the client stepped back from its first plan ("" when it did not):
 	// "parameter rejected", "v1 unrecognized", "redirect refused" (joined with "; " when several).
 	Fallback string
@@ -159,59 +162,75 @@ type resumer struct {
 	attempts  int
 }
 
+// validatorOf returns a response's strong ETag, or else its Last-Modified, or "".
+func validatorOf(h http.Header) string {
+	if v := h.Get("ETag"); v != "" && !strings.HasPrefix(v, "W/") {
+		return v
+	}
+	return h.Get("Last-Modified")
+}
+
+// matches reports whether a response carries the validator v.
+func matches(h http.Header, v string) bool {
+	return v != "" && (h.Get("ETag") == v || h.Get("Last-Modified") == v)
+}
+
 // newResumer returns a resumer for a body with a usable validator, or nil.
 func newResumer(ctx context.Context, c *Client, r *request, h http.Header) *resumer {
-	v := h.Get("ETag")
-	if v == "" || strings.HasPrefix(v, "W/") {
-		v = h.Get("Last-Modified")
-	}
+	v := validatorOf(h)
 	if v == "" {
 		return nil
 	}
 	return &resumer{ctx: ctx, c: c, r: *r, validator: v}
 }
 
-// resume fetches the body from m.read on and puts it in place of the broken one.
+var emptyBody = io.NopCloser(strings.NewReader(""))
+
+// resume fetches the media from where the broken body stopped and puts it in place of that body.
 func (rs *resumer) resume(m *Media) error {
 	rs.attempts++
 	m.body.Close()
+	m.body = emptyBody
+	start := m.Offset + m.read
 	r := rs.r
-	r.header = http.Header{"Range": {fmt.Sprintf("bytes=%d-", m.read)}, "If-Range": {rs.validator}}
-	rs.c.debug(rs.ctx, "resuming a broken body", "offset", m.read, "attempt", rs.attempts)
+	r.offset, r.ifRange = start, rs.validator
+	rs.c.debug(rs.ctx, "resuming a broken body", "offset", start, "attempt", rs.attempts)
 	next, err := rs.c.fetch(rs.ctx, &r, 0)
 	if err != nil {
-		m.body = io.NopCloser(strings.NewReader(""))
 		return err
 	}
 	m.Hops = append(m.Hops, next.Hops...)
-	same := next.Header.Get("ETag") == rs.validator || next.Header.Get("Last-Modified") == rs.validator
-	switch next.status {
-	case http.StatusPartialContent:
-		start, total, ok := parseContentRange(next.Header.Get("Content-Range"))
-		if !ok || start != m.read || (m.ContentLength >= 0 && total >= 0 && total != m.ContentLength) || !same {
-			next.body.Close()
-			m.body = io.NopCloser(strings.NewReader(""))
-			return fmt.Errorf("%w: answer to a range request does not fit (%q)", ErrChanged, next.Header.Get("Content-Range"))
-		}
-	case http.StatusOK:
-		// The server ignored the range (or the validator changed): skip what was read, if it is the
-		// same media.
-		if !same {
-			next.body.Close()
-			m.body = io.NopCloser(strings.NewReader(""))
-			return ErrChanged
-		}
-		if _, err := io.CopyN(io.Discard, next.body, m.read); err != nil {
-			next.body.Close()
-			m.body = io.NopCloser(strings.NewReader(""))
-			return err
-		}
-	default:
+	if next.Offset != start || (next.ContentLength >= 0 && m.ContentLength >= 0 && start+next.ContentLength != m.Offset+m.ContentLength) {
 		next.body.Close()
-		m.body = io.NopCloser(strings.NewReader(""))
-		return fmt.Errorf("%w: status %d", ErrUnexpectedStatus, next.status)
+		return ErrChanged
 	}
 	m.body = next.body
+	return nil
+}
+
+// seekStart makes a response to a request with an offset start where it should: a 206 must begin at
+// the offset (and carry the same validator); a 200 with the same validator is skipped forward (the
+// server ignored Range); a 200 without it is the whole media anew, and Offset says 0.
+func (m *Media) seekStart(r *request) error {
+	switch {
+	case m.status == http.StatusPartialContent:
+		cr := m.Header.Get("Content-Range")
+		start, _, ok := parseContentRange(cr)
+		if !ok || start != r.offset || (r.ifRange != "" && validatorOf(m.Header) != "" && !matches(m.Header, r.ifRange)) {
+			return fmt.Errorf("%w: answer to a range request does not fit (%q)", ErrChanged, cr)
+		}
+		m.Offset = start
+	case r.ifRange != "" && matches(m.Header, r.ifRange):
+		if _, err := io.CopyN(io.Discard, m.body, r.offset); err != nil {
+			return fmt.Errorf("%w: skipping to %d: %w", ErrTruncated, r.offset, err)
+		}
+		m.Offset = r.offset
+		if m.ContentLength >= 0 {
+			m.ContentLength -= r.offset
+		}
+	default:
+		m.Offset = 0
+	}
 	return nil
 }
 

@@ -76,3 +76,44 @@ func TestResumeChangedMedia(t *testing.T) {
 		t.Error("bytes of the new version were mixed in")
 	}
 }
+
+func TestDownloadFromOffset(t *testing.T) {
+	want := content(50_000, 6)
+	srv, c := setup(t, testserver.Config{Profile: testserver.ProfileMediaRepo}, mediaclient.Options{})
+	uri := srv.AddMedia(want, testserver.MediaOptions{})
+	first, err := c.Download(t.Context(), uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Close()
+	etag := first.Header.Get("ETag")
+	read := func(opts mediaclient.DownloadOptions) (int64, []byte) {
+		t.Helper()
+		m, err := c.Download(t.Context(), uri, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		data, err := io.ReadAll(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Offset, data
+	}
+	if off, data := read(mediaclient.DownloadOptions{Offset: 20_000, IfRange: etag}); off != 20_000 || !sameBytes(data, want[20_000:]) {
+		t.Errorf("honoured range: offset %d, %d bytes", off, len(data))
+	}
+	if off, data := read(mediaclient.DownloadOptions{Offset: 20_000, IfRange: `"stale"`}); off != 0 || !sameBytes(data, want) {
+		t.Errorf("stale validator: offset %d, %d bytes; want the whole media", off, len(data))
+	}
+	srv.SetBehavior(testserver.Behavior{NoContentLength: true}) // ignores Range
+	if off, data := read(mediaclient.DownloadOptions{Offset: 20_000, IfRange: etag}); off != 20_000 || !sameBytes(data, want[20_000:]) {
+		t.Errorf("range ignored, same validator: offset %d, %d bytes", off, len(data))
+	}
+	if off, data := read(mediaclient.DownloadOptions{Offset: 20_000}); off != 0 || !sameBytes(data, want) {
+		t.Errorf("range ignored, no validator: offset %d, %d bytes", off, len(data))
+	}
+	if _, err := c.Download(t.Context(), uri, mediaclient.DownloadOptions{Offset: -1}); !errors.Is(err, mediaclient.ErrInvalidArgument) {
+		t.Errorf("negative offset: %v", err)
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -126,7 +125,8 @@ type request struct {
 	thumbnail *ThumbnailOptions
 	fileName  string
 	query     map[string]string // extra parameters (the mautrix wrapper's DownloadExtra.Query)
-	header    http.Header       // extra headers (Range and If-Range when resuming)
+	offset    int64             // start the body here (Range)
+	ifRange   string            // only if the media still has this validator (If-Range)
 }
 
 // op names the operation for errors.
