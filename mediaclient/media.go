@@ -128,6 +128,10 @@ func (m *Media) Close() error {
 	return m.body.Close()
 }
 
+// Validator returns the media's strong ETag, or else its Last-Modified, or "": what to pass as
+// DownloadOptions.IfRange to finish a partial copy later.
+func (m *Media) Validator() string { return validatorOf(m.Header) }
+
 // BytesRead is how many bytes of the body have been read so far.
 func (m *Media) BytesRead() int64 { return m.read }
 

@@ -173,8 +173,20 @@ func (d *downloader) one(ctx context.Context, raw string) *result {
 		}
 	}
 	var m *mediaclient.Media
+	var part *partial
 	if o.thumbnail != "" {
 		m, err = d.c.Thumbnail(ctx, uri, mediaclient.ThumbnailOptions{Width: o.width, Height: o.height, Method: o.method, Animated: o.animated})
+	} else if o.cont {
+		dir := o.output
+		if !o.outputIsDir {
+			dir = filepath.Dir(o.output)
+		}
+		part = partialFor(dir, uri)
+		m, err = d.c.Download(ctx, uri, mediaclient.DownloadOptions{Offset: part.offset, IfRange: part.validator})
+		if err != nil && part.offset > 0 && rangeNotSatisfiable(err) {
+			part.discard()
+			m, err = d.c.Download(ctx, uri)
+		}
 	} else {
 		m, err = d.c.Download(ctx, uri)
 	}
@@ -214,8 +226,18 @@ func (d *downloader) one(ctx context.Context, raw string) *result {
 		}
 		return r.fail(fmt.Errorf("%s exists (use --clobber to overwrite or --skip-existing)", path))
 	}
-	tr := d.pr.track(filepath.Base(path), m.ContentLength)
-	n, err := writeAtomic(path, io.MultiWriter(sum, tr), src, o.clobber)
+	total := m.ContentLength
+	if total >= 0 {
+		total += m.Offset
+	}
+	tr := d.pr.track(filepath.Base(path), total)
+	var n int64
+	if part != nil {
+		n, err = part.write(path, m, src, io.MultiWriter(sum, tr), o.clobber)
+		n += m.Offset
+	} else {
+		n, err = writeAtomic(path, io.MultiWriter(sum, tr), src, o.clobber)
+	}
 	tr.done(err == nil)
 	r.Bytes, r.Hops = n, m.Hops // a resumed body added hops
 	if err != nil {
@@ -293,21 +315,28 @@ func writeAtomic(path string, observer io.Writer, src io.Reader, clobber bool) (
 	if err := tmp.Close(); err != nil {
 		return n, err
 	}
-	if clobber {
-		err = os.Rename(tmp.Name(), path)
-	} else {
-		// A hard link fails if path appeared meanwhile; rename would silently replace it.
-		if err = os.Link(tmp.Name(), path); err == nil {
-			os.Remove(tmp.Name())
-		} else if errors.Is(err, fs.ErrExist) {
-			err = fmt.Errorf("%s exists (use --clobber to overwrite or --skip-existing)", path)
-		} else if _, statErr := os.Lstat(path); errors.Is(statErr, fs.ErrNotExist) {
-			err = os.Rename(tmp.Name(), path) // the file system has no hard links
-		}
-	}
-	if err != nil {
+	if err := finalize(tmp.Name(), path, clobber); err != nil {
 		return n, err
 	}
 	done = true
 	return n, nil
+}
+
+// finalize moves a complete temporary file to path. Without clobber an existing file is never
+// replaced: a hard link fails if path appeared meanwhile, where rename would silently replace it.
+func finalize(tmp, path string, clobber bool) error {
+	if clobber {
+		return os.Rename(tmp, path)
+	}
+	err := os.Link(tmp, path)
+	switch {
+	case err == nil:
+		return os.Remove(tmp)
+	case errors.Is(err, fs.ErrExist):
+		return fmt.Errorf("%s exists (use --clobber to overwrite or --skip-existing)", path)
+	}
+	if _, statErr := os.Lstat(path); errors.Is(statErr, fs.ErrNotExist) {
+		return os.Rename(tmp, path) // the file system has no hard links
+	}
+	return err
 }

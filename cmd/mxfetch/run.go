@@ -68,6 +68,7 @@ type options struct {
 	jobs           int
 	input          string
 	clobber        bool
+	cont           bool
 	skipExisting   bool
 	verbose        bool
 	quiet          bool
@@ -103,6 +104,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.input, "i", "", "")
 	fs.BoolVar(&o.clobber, "clobber", false, "")
 	fs.BoolVar(&o.skipExisting, "skip-existing", false, "")
+	fs.BoolVar(&o.cont, "continue", false, "")
 	fs.BoolVar(&o.verbose, "v", false, "")
 	fs.BoolVar(&o.quiet, "q", false, "")
 	fs.BoolVar(&o.demo, "demo", false, "")
@@ -204,6 +206,9 @@ func (o *options) validate(env func(string) string) error {
 		}
 		o.maxSizeBytes = n
 	}
+	if o.cont && (o.thumbnail != "" || o.encryptedFile != "") {
+		return usagef("--continue goes with full, unencrypted downloads only")
+	}
 	if o.encryptedFile != "" && o.thumbnail != "" {
 		return usagef("--encrypted-file and --thumbnail are mutually exclusive (an encrypted thumbnail has its own file object)")
 	}
@@ -239,6 +244,9 @@ func (o *options) checkOutput() error {
 		o.outputIsStdout = true
 		if o.json {
 			return usagef("--json and -o - both want standard output")
+		}
+		if o.cont {
+			return usagef("--continue needs a file to continue, not -o -")
 		}
 		return nil
 	case o.output == "":
