@@ -12,8 +12,10 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -78,6 +80,7 @@ type Server struct {
 
 	cfg     Config
 	origins map[OriginName]string
+	conns   map[int]*atomic.Int64 // connections accepted, by listening port
 	servers []*http.Server
 	cert    *x509.Certificate
 	certPEM []byte
@@ -133,6 +136,7 @@ func Start(cfg Config) (*Server, error) {
 		AccessToken: cfg.AccessToken,
 		cfg:         cfg,
 		origins:     make(map[OriginName]string),
+		conns:       make(map[int]*atomic.Int64),
 		media:       make(map[string]*Media),
 		behavior:    newBehaviorState(b),
 		secret:      make([]byte, 32),
@@ -154,12 +158,19 @@ func Start(cfg Config) (*Server, error) {
 		if err != nil {
 			return 0, err
 		}
-		srv := &http.Server{Handler: s.handler(useTLS), ReadHeaderTimeout: 10 * time.Second}
+		counter := new(atomic.Int64)
+		srv := &http.Server{Handler: s.handler(useTLS), ReadHeaderTimeout: 10 * time.Second,
+			ConnState: func(_ net.Conn, state http.ConnState) {
+				if state == http.StateNew {
+					counter.Add(1)
+				}
+			}}
 		if useTLS {
 			srv.TLSConfig = tlsConfig.Clone()
 			l = tls.NewListener(l, srv.TLSConfig)
 		}
 		s.servers = append(s.servers, srv)
+		s.conns[l.Addr().(*net.TCPAddr).Port] = counter
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -214,6 +225,27 @@ func (s *Server) Close() {
 
 // Origin returns the base URL of one of the server's origins.
 func (s *Server) Origin(name OriginName) string { return s.origins[name] }
+
+// Connections returns how many TCP connections the listener behind an origin has accepted. Origins
+// that share a listener (the homeserver and cdn-host, cdn and cdn-named) share the count.
+func (s *Server) Connections(name OriginName) int64 {
+	u, err := url.Parse(s.origins[name])
+	if err != nil {
+		return 0
+	}
+	port, _ := strconv.Atoi(u.Port())
+	if c := s.conns[port]; c != nil {
+		return c.Load()
+	}
+	return 0
+}
+
+// ResetConnections sets every connection count to zero.
+func (s *Server) ResetConnections() {
+	for _, c := range s.conns {
+		c.Store(0)
+	}
+}
 
 // SetBehavior replaces the server-wide behaviour (media with their own Behavior keep theirs) and
 // resets its fault counters.
