@@ -244,18 +244,25 @@ func New(opts Options) (*Client, error) {
 }
 
 // NewTransport returns the transport a Client uses when Options.Transport is nil: a clone of
-// http.DefaultTransport sized for many parallel downloads, with HTTP/2 over TLS, without
+// http.DefaultTransport sized for many parallel downloads (64 idle connections per host), speaking
+// HTTP/1.1 (a connection per download in flight: measured against Go's HTTP/2 over TLS it moved a
+// large file 2.3 times as fast and small files 1.7 times as fast, see BENCHMARKS.md), without
 // transparent decompression (media is stored compressed or not, and its length must stay exact), and
-// with a dialer that enforces the private-address guard on the address it connects to.
+// with a dialer that enforces the private-address guard on the address it connects to. Call
+// Protocols.SetHTTP2(true) on the result to allow HTTP/2.
 func NewTransport() *http.Transport {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConns = 256
-	t.MaxIdleConnsPerHost = 64
-	t.IdleConnTimeout = 90 * time.Second
-	t.DisableCompression = true
-	t.ForceAttemptHTTP2 = true
-	t.ResponseHeaderTimeout = 0
-	t.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, ControlContext: guardControl}).DialContext
+	t := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, ControlContext: guardControl}).DialContext,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
+		Protocols:             new(http.Protocols),
+	}
+	t.Protocols.SetHTTP1(true)
 	return t
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"maunium.net/go/mautrix/id"
@@ -110,6 +111,37 @@ func (m *Media) Read(p []byte) (int, error) {
 			m.err = m.wrap(err)
 		}
 		return n, m.err
+	}
+}
+
+// copyBufs holds the buffers of WriteTo, so that memory does not grow with the number of downloads.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+// WriteTo writes the rest of the body to w with one pooled 64 KiB buffer: io.Copy from a Media
+// uses it, so large downloads move in large reads without a buffer per copy.
+func (m *Media) WriteTo(w io.Writer) (int64, error) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	var total int64
+	for {
+		n, err := m.Read(buf)
+		if n > 0 {
+			wn, werr := w.Write(buf[:n])
+			total += int64(wn)
+			if werr != nil {
+				return total, werr
+			}
+			if wn != n {
+				return total, io.ErrShortWrite
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
 	}
 }
 
