@@ -318,6 +318,29 @@ func TestSignedURLs(t *testing.T) {
 	}
 }
 
+func TestGeneratedAndChangedContent(t *testing.T) {
+	srv := testserver.New(t, testserver.Config{Profile: testserver.ProfileSynapse})
+	uri := srv.AddGenerated(200_000, 3, testserver.MediaOptions{})
+	want := make([]byte, 200_000)
+	testserver.GeneratedContent(3).ReadAt(want, 0)
+	a := get(t, srv, v3(srv, uri, ""))
+	if !bytes.Equal(a.body, want) {
+		t.Fatal("generated content differs from GeneratedContent")
+	}
+	if r := get(t, srv, v3(srv, uri, ""), "Range", "bytes=100000-100009"); !bytes.Equal(r.body, want[100000:100010]) {
+		t.Errorf("range of generated content: %q", r.body)
+	}
+	fixed := srv.AddMedia([]byte("before"), testserver.MediaOptions{})
+	etag := get(t, srv, v3(srv, fixed, "")).header.Get("ETag")
+	if !srv.SetContent(fixed.FileID, []byte("after!")) || srv.SetContent("nope", nil) {
+		t.Fatal("SetContent")
+	}
+	b := get(t, srv, v3(srv, fixed, ""))
+	if string(b.body) != "after!" || b.header.Get("ETag") == etag {
+		t.Errorf("after SetContent: %q, ETag %s (was %s)", b.body, b.header.Get("ETag"), etag)
+	}
+}
+
 func TestRanges(t *testing.T) {
 	srv := testserver.New(t, testserver.Config{Profile: testserver.ProfileSynapse})
 	uri := srv.AddMedia([]byte("0123456789"), testserver.MediaOptions{})
@@ -511,6 +534,13 @@ func TestParallelAndClose(t *testing.T) {
 	wg.Wait()
 	if got := len(srv.Requests()); got != 2*n {
 		t.Errorf("log has %d entries; want %d", got, 2*n)
+	}
+	if c := srv.Connections(testserver.OriginHomeserver); c < 1 || c > n {
+		t.Errorf("homeserver accepted %d connections; want 1 to %d", c, n)
+	}
+	srv.ResetConnections()
+	if c := srv.Connections(testserver.OriginCDN); c != 0 {
+		t.Errorf("after ResetConnections: %d", c)
 	}
 	srv.ResetLog()
 	if got := len(srv.Requests()); got != 0 {
