@@ -114,7 +114,7 @@ func runDemo(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 
 		so := *o
 		so.homeserver, so.token, so.api, so.output, so.outputIsDir = srv.URL, srv.AccessToken, sc.api, out, true
-		so.uris, so.json, so.quiet, so.verbose, so.clobber = []string{uri.String()}, false, true, false, true
+		so.uris, so.json, so.quiet, so.verbose, so.clobber, so.hash = []string{uri.String()}, false, true, false, true, true
 		if sc.tls {
 			pool, _ := x509.SystemCertPool()
 			if pool == nil {

@@ -77,6 +77,7 @@ type options struct {
 	encryptedFile  string
 	encrypted      *event.EncryptedFileInfo
 	rootCAs        *x509.CertPool // nil: the system pool (SSL_CERT_FILE works)
+	hash           bool           // compute the SHA-256 even without --json (the demo checks it)
 	uris           []string
 	width, height  int
 	maxSizeBytes   int64
