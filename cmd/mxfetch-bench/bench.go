@@ -96,6 +96,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
+	if cfg.from != "" {
+		return replot(cfg, clients, stdout)
+	}
 	var modes []bool
 	switch cfg.tls {
 	case "off":
@@ -128,6 +131,43 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		e.srv.Close()
 	}
+	return write(cfg, samples, clients, modes, stdout)
+}
+
+// replot reads the samples of an earlier run and writes its report and chart again.
+func replot(cfg *config, clients []string, stdout io.Writer) error {
+	data, err := os.ReadFile(cfg.from)
+	if err != nil {
+		return err
+	}
+	var samples []sample
+	if err := json.Unmarshal(data, &samples); err != nil {
+		return fmt.Errorf("%s: %w", cfg.from, err)
+	}
+	var modes []bool
+	for _, tls := range []bool{false, true} {
+		if slices.ContainsFunc(samples, func(s sample) bool { return s.TLS == tls }) {
+			modes = append(modes, tls)
+		}
+	}
+	clients = slices.DeleteFunc(slices.Clone(clients), func(c string) bool {
+		return !slices.ContainsFunc(samples, func(s sample) bool { return s.Client == c })
+	})
+	// The sizes come from the samples.
+	for _, s := range samples {
+		switch s.Scenario {
+		case scLarge:
+			cfg.largeSize = s.Bytes
+		case scSmall:
+			cfg.files, cfg.fileSize = s.Files, int(s.Bytes/int64(max(s.Files, 1)))
+		}
+	}
+	cfg.rounds = len(pick(samples, samples[0].Client, samples[0].TLS, samples[0].Scenario))
+	return write(cfg, samples, clients, modes, stdout)
+}
+
+// write prints the report and, with -out, saves it with the samples and the chart.
+func write(cfg *config, samples []sample, clients []string, modes []bool, stdout io.Writer) error {
 	table := report(cfg, samples, clients, modes)
 	io.WriteString(stdout, table)
 	if cfg.out != "" {

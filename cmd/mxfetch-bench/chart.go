@@ -20,10 +20,12 @@ func chart(samples []sample, clients []string, modes []bool, path string) error 
 		p.Title.Text = title
 		p.Y.Label.Text = ylabel
 		w := vg.Points(14)
+		top := 0.0
 		for i, tls := range modes {
 			vals := make(plotter.Values, len(clients))
 			for j, c := range clients {
 				vals[j] = median(pick(samples, c, tls, sc), value)
+				top = max(top, vals[j])
 			}
 			bars, err := plotter.NewBarChart(vals, w)
 			if err != nil {
@@ -36,6 +38,7 @@ func chart(samples []sample, clients []string, modes []bool, path string) error 
 			p.Legend.Add(tlsName(tls), bars)
 		}
 		p.Legend.Top = true
+		p.Y.Min, p.Y.Max = 0, top*1.2 // room for the legend above the bars
 		p.NominalX(clients...)
 		return p, nil
 	}

@@ -46,6 +46,7 @@ type config struct {
 	mxfetch   string // path of a built mxfetch binary; "" builds one
 	tls       string // "both", "on" or "off"
 	clients   string // comma-separated subset, "" for all
+	from      string // results.json of an earlier run: only report and chart it
 }
 
 func parseConfig(args []string, stderr io.Writer) (*config, error) {
@@ -61,6 +62,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.mxfetch, "mxfetch", "", "path of an mxfetch binary (default: build ./cmd/mxfetch)")
 	fs.StringVar(&c.tls, "tls", "both", "plain, TLS or both: off, on, both")
 	fs.StringVar(&c.clients, "clients", "", "comma-separated clients to run (default all): "+allClientNames())
+	fs.StringVar(&c.from, "from", "", "results.json of an earlier run: write its report and chart again, measuring nothing")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

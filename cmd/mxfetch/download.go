@@ -39,17 +39,52 @@ type result struct {
 	ErrCode        string            `json:"errcode,omitempty"`
 }
 
+// MarshalJSON writes every documented key, with null for what is unknown (no path for a failed
+// download, no error for a good one) and an empty list for no hops.
+func (r result) MarshalJSON() ([]byte, error) {
+	str := func(s string) *string {
+		if s == "" {
+			return nil
+		}
+		return &s
+	}
+	hops := r.Hops
+	if hops == nil {
+		hops = []mediaclient.Hop{}
+	}
+	return json.Marshal(struct {
+		URI            string            `json:"uri"`
+		OK             bool              `json:"ok"`
+		Path           *string           `json:"path"`
+		Bytes          int64             `json:"bytes"`
+		SHA256         *string           `json:"sha256"`
+		ContentType    *string           `json:"content_type"`
+		Hops           []mediaclient.Hop `json:"hops"`
+		Fallback       bool              `json:"fallback"`
+		FallbackReason *string           `json:"fallback_reason"`
+		Skipped        bool              `json:"skipped"`
+		Error          *string           `json:"error"`
+		ErrCode        *string           `json:"errcode"`
+	}{r.URI, r.OK, str(r.Path), r.Bytes, str(r.SHA256), str(r.ContentType), hops, r.Fallback, str(r.FallbackReason), r.Skipped, str(r.Error), str(r.ErrCode)})
+}
+
 func (r *result) fail(err error) *result {
 	r.OK = false
-	r.Error = strings.TrimPrefix(err.Error(), "mediaclient: ")
+	// The URI is already in the result (and in the error line): say only what went wrong.
 	var he mautrix.HTTPError
 	if errors.As(err, &he) && he.RespError != nil {
 		r.ErrCode = he.RespError.ErrCode
 	}
 	var me *mediaclient.Error
-	if errors.As(err, &me) && len(me.Hops) > 0 && len(r.Hops) == 0 {
-		r.Hops = me.Hops
+	if errors.As(err, &me) {
+		if len(me.Hops) > 0 && len(r.Hops) == 0 {
+			r.Hops = me.Hops
+		}
+		if me.URI == r.URI {
+			err = me.Err
+		}
 	}
+	r.Error = strings.TrimPrefix(err.Error(), "mediaclient: ")
 	return r
 }
 
