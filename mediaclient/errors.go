@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 
@@ -126,10 +125,8 @@ func httpError(resp *http.Response) mautrix.HTTPError {
 		RespError:    parseRespError(resp.StatusCode, body),
 	}
 	if e.RespError == nil {
-		e.Message = fmt.Sprintf("HTTP %d", resp.StatusCode)
-		if len(body) > 0 && len(body) <= 512 {
-			e.Message += ": " + string(bytes.TrimSpace(body))
-		}
+		// A CDN's own error body (S3 XML, say) may echo the signed request: keep it out of the
+		// error text, which then reads "HTTP 403".
 		e.ResponseBody = ""
 	}
 	// The request is left out: it carries the access token.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"syscall"
 
 	"code.dny.dev/ssrf"
@@ -152,7 +153,12 @@ func (c *Client) guardHop(req *http.Request, home bool) (*http.Request, error) {
 	if home {
 		return req, nil
 	}
-	port := uint16(0)
+	port := uint16(443)
+	if n, err := strconv.ParseUint(req.URL.Port(), 10, 16); err == nil {
+		port = uint16(n)
+	} else if req.URL.Scheme == "http" {
+		port = 80
+	}
 	if a, err := netip.ParseAddr(p.host); err == nil {
 		return req, p.check(req.Context(), netip.AddrPortFrom(a, port))
 	}
