@@ -171,14 +171,18 @@ func TestMautrixLeaksWrapperDoesNot(t *testing.T) {
 	}
 }
 
-// encryptAndUpload encrypts plaintext as a Matrix client does and uploads the ciphertext.
-func encryptAndUpload(t *testing.T, srv *testserver.Server, plaintext []byte) *event.EncryptedFileInfo {
+// encryptAndUpload encrypts plaintext as a Matrix client does and uploads the ciphertext through
+// the server's upload endpoint with mautrix.
+func encryptAndUpload(t *testing.T, cli *mautrix.Client, plaintext []byte) *event.EncryptedFileInfo {
 	t.Helper()
 	ef := attachment.NewEncryptedFile()
 	ciphertext := bytes.Clone(plaintext)
 	ef.EncryptInPlace(ciphertext)
-	uri := srv.AddMedia(ciphertext, testserver.MediaOptions{ContentType: "application/octet-stream"})
-	return &event.EncryptedFileInfo{EncryptedFile: *ef, URL: uri.CUString()}
+	up, err := cli.UploadBytes(t.Context(), ciphertext, "application/octet-stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &event.EncryptedFileInfo{EncryptedFile: *ef, URL: up.ContentURI.CUString()}
 }
 
 func TestEncryptedRoundTrip(t *testing.T) {
@@ -186,7 +190,7 @@ func TestEncryptedRoundTrip(t *testing.T) {
 	cli, _ := mautrixClient(t, srv)
 	w, _ := mediaclient.Wrap(cli)
 	plaintext := content(200_000, 77)
-	file := encryptAndUpload(t, srv, plaintext)
+	file := encryptAndUpload(t, cli, plaintext)
 
 	got, err := w.DownloadEncryptedBytes(t.Context(), file)
 	if err != nil || !sameBytes(got, plaintext) {

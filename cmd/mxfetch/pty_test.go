@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/creack/pty"
@@ -19,10 +22,7 @@ func TestProgressOnTerminal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a binary")
 	}
-	bin := filepath.Join(t.TempDir(), "mxfetch")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	srv := testserver.New(t, testserver.Config{Behavior: &testserver.Behavior{SlowBody: 2e6}})
 	uri := srv.AddMedia(bytes.Repeat([]byte("p"), 2<<20), testserver.MediaOptions{FileName: "big.bin"})
 	dir := t.TempDir()
@@ -46,5 +46,66 @@ func TestProgressOnTerminal(t *testing.T) {
 	}
 	if strings.Contains(screen, srv.AccessToken) {
 		t.Error("token on the terminal")
+	}
+}
+
+// buildBinary builds the command once per test run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "mxfetch-test-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtDir = dir
+		binPath = filepath.Join(dir, "mxfetch")
+		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+var (
+	buildOnce         sync.Once
+	binPath, builtDir string
+	buildErr          error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if builtDir != "" {
+		os.RemoveAll(builtDir)
+	}
+	os.Exit(code)
+}
+
+// TestSystemRoots: the CLI trusts the system pool, so SSL_CERT_FILE makes a private CA work (and
+// without it the certificate is refused).
+func TestSystemRoots(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a binary")
+	}
+	bin := buildBinary(t)
+	srv := testserver.New(t, testserver.Config{Profile: testserver.ProfileSynapse, TLS: true})
+	uri := srv.AddMedia([]byte("over tls"), testserver.MediaOptions{})
+	cert := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(cert, srv.CertPEM(), 0o644)
+	cmd := exec.Command(bin, "--homeserver", srv.URL, "--token", srv.AccessToken, "--retries", "0", "-o", "-", uri.String())
+	cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+cert)
+	out, err := cmd.Output()
+	if err != nil || string(out) != "over tls" {
+		t.Fatalf("with SSL_CERT_FILE: %q, %v", out, err)
+	}
+	cmd = exec.Command(bin, "--homeserver", srv.URL, "--token", srv.AccessToken, "--retries", "0", "-o", "-", uri.String())
+	cmd.Env = append(os.Environ(), "SSL_CERT_FILE=/nonexistent")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), "certificate") {
+		t.Errorf("without the CA: %v, %s", err, stderr.String())
 	}
 }
