@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"syscall"
 
@@ -110,8 +111,9 @@ func (c *Client) homeClass(ctx context.Context) string {
 		return classPublic // unknown: the strictest choice
 	}
 	cls := classPublic
+	port := urlPort(c.base)
 	for _, a := range addrs {
-		if x := c.classify(netip.AddrPortFrom(a, 0)); x != classPublic {
+		if x := c.classify(netip.AddrPortFrom(a, port)); x != classPublic {
 			cls = x
 		}
 	}
@@ -141,35 +143,32 @@ func guardControl(ctx context.Context, network, address string, _ syscall.RawCon
 	return p.check(ctx, ap)
 }
 
-// guardHop prepares a hop for the guard: it puts the policy in the request's context for the dialer
-// and, where the dialer cannot see the target (an address literal is checked at once; a proxy, or a
-// transport that is not an *http.Transport, gets a check on the resolved name), checks beforehand.
+// guardHop prepares a hop for the guard. Without a proxy, the policy goes in the request's context
+// for the dialer, which checks the address it connects to. Where the dialer cannot see the target —
+// through a proxy it connects to the proxy, and a transport that is not NewTransport's has no such
+// dialer — the target's name is resolved and checked here first (an address literal always is).
 func (c *Client) guardHop(req *http.Request, home bool) (*http.Request, error) {
 	if c.opts.AllowPrivateRedirects {
 		return req, nil
 	}
 	p := &hopPolicy{c: c, home: home, host: req.URL.Hostname()}
-	req = req.WithContext(context.WithValue(req.Context(), policyKey{}, p))
-	if home {
-		return req, nil
-	}
-	port := uint16(443)
-	if n, err := strconv.ParseUint(req.URL.Port(), 10, 16); err == nil {
-		port = uint16(n)
-	} else if req.URL.Scheme == "http" {
-		port = 80
-	}
-	if a, err := netip.ParseAddr(p.host); err == nil {
-		return req, p.check(req.Context(), netip.AddrPortFrom(a, port))
-	}
-	t, ok := c.transport.(*http.Transport)
 	viaProxy := false
-	if ok && t.Proxy != nil {
+	if t, ok := c.transport.(*http.Transport); ok && t.Proxy != nil {
 		if u, err := t.Proxy(req); err == nil && u != nil {
 			viaProxy = true
 		}
 	}
-	if ok && !viaProxy && c.ownTransport {
+	if !viaProxy {
+		req = req.WithContext(context.WithValue(req.Context(), policyKey{}, p))
+	}
+	if home {
+		return req, nil
+	}
+	port := urlPort(req.URL)
+	if a, err := netip.ParseAddr(p.host); err == nil {
+		return req, p.check(req.Context(), netip.AddrPortFrom(a, port))
+	}
+	if c.ownTransport && !viaProxy {
 		return req, nil // the dialer checks
 	}
 	addrs, err := c.lookup(req.Context(), p.host)
@@ -182,4 +181,15 @@ func (c *Client) guardHop(req *http.Request, home bool) (*http.Request, error) {
 		}
 	}
 	return req, nil
+}
+
+// urlPort is the port a URL connects to.
+func urlPort(u *url.URL) uint16 {
+	if n, err := strconv.ParseUint(u.Port(), 10, 16); err == nil {
+		return uint16(n)
+	}
+	if u.Scheme == "http" {
+		return 80
+	}
+	return 443
 }

@@ -2,9 +2,13 @@ package mediaclient_test
 
 import (
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 	"testing"
 
 	"github.com/mxfetch/mxfetch/mediaclient"
@@ -112,4 +116,71 @@ func newClientTransport(t *testing.T, srv *testserver.Server, opts mediaclient.O
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestGuardThroughProxy: through a proxy the dialer only sees the proxy's address; the guard checks
+// the target instead, and the proxy's own address class does not matter.
+func TestGuardThroughProxy(t *testing.T) {
+	b := testserver.Behavior{V1Redirect: testserver.Always}
+	srv := testserver.New(t, testserver.Config{Behavior: &b})
+	uri := srv.AddMedia([]byte("proxied"), testserver.MediaOptions{})
+	var proxied atomic.Int64
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proxied.Add(1)
+		out, _ := http.NewRequestWithContext(r.Context(), r.Method, r.URL.String(), nil)
+		out.Header = r.Header.Clone()
+		resp, err := http.DefaultTransport.RoundTrip(out)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	}))
+	defer proxy.Close()
+	proxyURL, _ := url.Parse(proxy.URL)
+	proxyPort, _ := strconv.Atoi(proxyURL.Port())
+
+	for _, tc := range []struct {
+		name      string
+		homeClass string
+		refused   bool
+	}{
+		{"loopback homeserver, private proxy, loopback CDN", "loopback", false},
+		{"public homeserver, loopback CDN", "public", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv.ResetLog()
+			tr := mediaclient.NewTransport()
+			tr.Proxy = http.ProxyURL(proxyURL)
+			defer tr.CloseIdleConnections()
+			c := newClient(t, srv, mediaclient.Options{API: mediaclient.APIV1, Transport: tr})
+			u, _ := url.Parse(srv.URL)
+			homePort, _ := strconv.Atoi(u.Port())
+			mediaclient.SetClassifier(c, func(ap netip.AddrPort) string {
+				switch int(ap.Port()) {
+				case proxyPort:
+					return "private"
+				case homePort:
+					return tc.homeClass
+				}
+				return mediaclient.Classify(ap)
+			})
+			before := proxied.Load()
+			got, _, err := fetch(t, c, uri)
+			if tc.refused {
+				if !errors.Is(err, mediaclient.ErrPrivateAddress) || len(srv.RequestsTo(testserver.OriginCDN)) != 0 {
+					t.Errorf("err = %v, CDN requests %d; want refused before the CDN", err, len(srv.RequestsTo(testserver.OriginCDN)))
+				}
+				return
+			}
+			if err != nil || string(got) != "proxied" || proxied.Load()-before != 2 {
+				t.Errorf("got %q, %v, %d proxied requests; want both hops through the proxy", got, err, proxied.Load()-before)
+			}
+		})
+	}
 }
