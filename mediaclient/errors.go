@@ -45,7 +45,7 @@ var MNotYetUploaded = mautrix.RespError{ErrCode: "M_NOT_YET_UPLOADED", StatusCod
 
 // Error is the error type of every Client method.
 type Error struct {
-	// Op is the operation: "download", "thumbnail", "read" or "new".
+	// Op is the operation: "download", "thumbnail" or "new" (reads from a Media name their call).
 	Op string
 	// URI is the content URI the operation was for ("" for "new").
 	URI string
