@@ -3,6 +3,8 @@ package mediaclient_test
 import (
 	"testing"
 
+	"maunium.net/go/mautrix/id"
+
 	"github.com/mxfetch/mxfetch/mediaclient"
 	"github.com/mxfetch/mxfetch/testserver"
 )
@@ -58,16 +60,20 @@ func TestPermanentRedirectCacheOffAndBounded(t *testing.T) {
 	u1 := srv.AddMedia([]byte("1"), testserver.MediaOptions{})
 	u2 := srv.AddMedia([]byte("2"), testserver.MediaOptions{})
 	for range 2 {
-		fetch(t, off, u1)
+		if _, _, err := fetch(t, off, u1); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if h := len(srv.RequestsTo(testserver.OriginHomeserver)); h != 2 {
 		t.Errorf("cache off: %d homeserver requests; want 2", h)
 	}
 	one := newClient(t, srv, mediaclient.Options{API: mediaclient.APIV1, RedirectCacheSize: 1})
 	srv.ResetLog()
-	fetch(t, one, u1)
-	fetch(t, one, u2) // evicts u1
-	fetch(t, one, u1)
+	for _, u := range []id.ContentURI{u1, u2, u1} { // u2 evicts u1
+		if got, _, err := fetch(t, one, u); err != nil || len(got) != 1 {
+			t.Fatalf("%v: %q, %v", u, got, err)
+		}
+	}
 	if h := len(srv.RequestsTo(testserver.OriginHomeserver)); h != 3 {
 		t.Errorf("size 1: %d homeserver requests; want 3", h)
 	}

@@ -499,8 +499,6 @@ func parseSize(s string) (int64, error) {
 	return v * mult, nil
 }
 
-func createFile(path string) (*os.File, error) { return os.Create(path) }
-
 // runCmd runs a command and returns its combined output.
 func runCmd(name string, args ...string) (string, error) {
 	out, err := exec.Command(name, args...).CombinedOutput()

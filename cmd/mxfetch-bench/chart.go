@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"image/color"
+	"os"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -57,7 +58,7 @@ func chart(samples []sample, clients []string, modes []bool, path string) error 
 	large.Draw(canvases[0][0])
 	small.Draw(canvases[0][1])
 	png := vgimg.PngCanvas{Canvas: img}
-	f, err := createFile(path)
+	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}

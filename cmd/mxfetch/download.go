@@ -195,7 +195,7 @@ type downloader struct {
 func (d *downloader) one(ctx context.Context, raw string) *result {
 	o := d.o
 	r := &result{URI: raw}
-	uri, err := contentURI(raw)
+	uri, err := mediaclient.ParseURI(raw)
 	if err != nil {
 		return r.fail(err)
 	}

@@ -17,7 +17,6 @@ import (
 	"strings"
 
 	"maunium.net/go/mautrix/event"
-	"maunium.net/go/mautrix/id"
 
 	"github.com/mxfetch/mxfetch/mediaclient"
 )
@@ -385,6 +384,3 @@ func (o *options) client() (*mediaclient.Client, error) {
 		MaxSize:         o.maxSizeBytes,
 	})
 }
-
-// contentURI parses one URI from the command line or input.
-func contentURI(s string) (id.ContentURI, error) { return mediaclient.ParseURI(s) }
