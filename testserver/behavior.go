@@ -1,6 +1,9 @@
 package testserver
 
-import "time"
+import (
+	"sync"
+	"time"
+)
 
 // Profile names a bundle of behaviours that imitates a family of real servers.
 type Profile string
@@ -88,9 +91,14 @@ type Behavior struct {
 	URLTTL time.Duration
 	// ExpiredURLs makes the first ExpiredURLs signed CDN URLs that are handed out already expired.
 	ExpiredURLs int
-	// NoContentLength serves bodies without Content-Length (chunked), and ignores Range.
+	// Direct says how the homeserver serves bytes itself (when it does not redirect).
+	Direct Serving
+	// CDN says how the CDN origins serve bytes.
+	CDN Serving
+	// NoContentLength serves bodies without Content-Length (chunked), and ignores Range, at every
+	// origin.
 	NoContentLength bool
-	// SlowBody pauses this long before each 16 KiB chunk of every body served.
+	// SlowBody pauses this long before each 16 KiB chunk of every body served, at every origin.
 	SlowBody time.Duration
 	// Faults are injected in order: the first fault that matches a request and has uses left fires.
 	Faults []Fault
@@ -117,6 +125,94 @@ type Fault struct {
 	// Reset closes the connection with a TCP reset: without any answer, or, with Truncate, in the
 	// middle of the body.
 	Reset bool
+	// Range answers with a hostile 206 instead of the body; see RangeFault for each kind and the
+	// requests it fires on.
+	Range RangeFault
+	// Stall stops the answer: before the headers (StallHeaders), or after StallAfter bytes of a body
+	// whose headers announce its full length (StallBody; StallAfter zero sends the headers, then
+	// nothing). It lasts StallFor, then the answer goes on as if nothing had happened; zero StallFor
+	// means forever: until the client closes the connection or the Server is closed.
+	Stall      Stall
+	StallAfter int64
+	StallFor   time.Duration
+	// Drip sends the body Drip bytes at a time with a pause of DripEvery (zero means 10 ms) before
+	// each piece but the first: a body that is slow but never idle for longer than DripEvery.
+	Drip      int64
+	DripEvery time.Duration
+}
+
+// Faults come in two kinds, which decides when they fire and use up their Count:
+//
+//   - Faults that replace the answer (Status, Reset without Truncate, Stall: StallHeaders) fire on
+//     any request that matches At, whether the origin would have redirected or served the bytes.
+//   - Body faults (Truncate, Range, Stall: StallBody, Drip) fire only where an origin serves bytes:
+//     a homeserver that redirects does not use them up, and a Range fault waits for a request it
+//     can answer.
+//
+// A request gets at most one fault.
+
+// Stall says where an answer stops.
+type Stall int
+
+const (
+	// NoStall is the zero value: no stall.
+	NoStall Stall = iota
+	// StallHeaders reads the request and sends nothing, not even the status line.
+	StallHeaders
+	// StallBody sends the headers (with the full Content-Length) and StallAfter bytes of the body,
+	// then nothing.
+	StallBody
+)
+
+// RangeFault is a hostile answer to a download, for testing what a client accepts as partial
+// content. Every kind answers 206 with a Content-Length that matches the body it sends. Below, N is
+// the first byte the request's Range asks for and SIZE the size of the media.
+type RangeFault int
+
+const (
+	// RangeNone is the zero value: no hostile answer.
+	RangeNone RangeFault = iota
+	// RangeUnasked fires on requests without a Range header. It answers 206 with the first half of
+	// the body (at least one byte): Content-Range: bytes 0-(SIZE/2-1)/SIZE.
+	RangeUnasked
+	// RangeWrongStart fires on requests with one byte range. It answers with the bytes from another
+	// offset, S = N/2 (1 when N is 0), to the end: Content-Range: bytes S-(SIZE-1)/SIZE.
+	RangeWrongStart
+	// RangeTooLong fires on requests with one byte range. It answers with the bytes from N to the end
+	// followed by RangeJunk bytes that are not in the media: Content-Range:
+	// bytes N-(SIZE+RangeJunk-1)/SIZE, which runs past its own total.
+	RangeTooLong
+	// RangeWrongTotal is RangeTooLong with a self-consistent Content-Range whose total is not the
+	// media's size: bytes N-(SIZE+RangeJunk-1)/(SIZE+RangeJunk).
+	RangeWrongTotal
+	// RangeBadTotal fires on requests with one byte range and sends the right bytes from N to the end
+	// with a malformed total: Content-Range: bytes N-(SIZE-1)/x.
+	RangeBadTotal
+	// RangeStarTotal is RangeBadTotal with an unknown total: Content-Range: bytes N-(SIZE-1)/*.
+	RangeStarTotal
+)
+
+// RangeJunk is how many bytes that are not part of the media RangeTooLong and RangeWrongTotal append.
+const RangeJunk = 1024
+
+// Serving says how an origin serves the bytes of a media item. The zero value serves them as
+// net/http's ServeContent does: with ETag and Last-Modified, honouring Range (single or multiple)
+// and If-Range in full.
+type Serving struct {
+	// RangeChunk, when positive, is the most bytes a 206 answer to a single range carries: an
+	// open-ended Range (bytes=N-), a suffix range or a bounded one longer than RangeChunk is answered
+	// with Content-Range: bytes N-(N+RangeChunk-1)/SIZE, as matrix-media-repo does (10 MiB) when it
+	// serves the bytes itself. A request without Range still gets the whole body with 200.
+	RangeChunk int64
+	// IgnoreIfRange serves a Range even when If-Range does not match (matrix-media-repo).
+	IgnoreIfRange bool
+	// IgnoreRange answers every request with 200 and the whole body, Range or not, and sends no
+	// Accept-Ranges (Synapse and Dendrite serving from their own store).
+	IgnoreRange bool
+	// NoValidators sends neither ETag nor Last-Modified (matrix-media-repo serving bytes itself).
+	// Without them an If-Range never matches, so a Range with If-Range gets the whole body unless
+	// IgnoreIfRange is set.
+	NoValidators bool
 }
 
 // ProfileBehavior returns the behaviour of a profile:
@@ -124,7 +220,9 @@ type Fault struct {
 //   - synapse: serves every download itself on v1 and v3; ignores allow_redirect.
 //   - media-repo: v3 redirects (307) to the CDN when asked; v1 always redirects; a non-boolean
 //     allow_redirect is 400 M_UNKNOWN; the CDN refuses requests carrying Authorization; the first
-//     request for a thumbnail size is served directly.
+//     request for a thumbnail size is served directly. Bytes the homeserver serves itself come
+//     without ETag or Last-Modified, in 206 answers of at most 10 MiB, with If-Range ignored; the CDN
+//     serves them as an S3 store does (validators, whole ranges).
 //   - mediaproxy: client v1 only; always 307 with a Cache-Control derived from the URL's expiry.
 //   - strict: rejects any allow_redirect with 400 M_INVALID_PARAM; otherwise serves directly.
 //   - legacy: media v3 only (no authenticated media); redirects (307) when asked.
@@ -138,6 +236,7 @@ func ProfileBehavior(p Profile) (Behavior, bool) {
 		return Behavior{
 			Redirect: 307, V3Redirect: WhenAsked, V1Redirect: Always,
 			Param: ParamBoolean, CDNRejectsAuth: true, ThumbnailFirstDirect: true,
+			Direct: Serving{RangeChunk: 10 << 20, IgnoreIfRange: true, NoValidators: true},
 		}, true
 	case ProfileMediaProxy:
 		return Behavior{
@@ -150,4 +249,45 @@ func ProfileBehavior(p Profile) (Behavior, bool) {
 		return Behavior{Redirect: 307, V3Redirect: WhenAsked, NoV1: true, CDNRejectsAuth: true}, true
 	}
 	return Behavior{}, false
+}
+
+// behaviorState is a Behavior with the counters its faults and expiring URLs use.
+type behaviorState struct {
+	Behavior
+	mu      sync.Mutex
+	used    []int
+	expired int
+}
+
+func newBehaviorState(b Behavior) *behaviorState {
+	return &behaviorState{Behavior: b, used: make([]int, len(b.Faults))}
+}
+
+// serving returns how an origin in role r serves bytes.
+func (b *behaviorState) serving(r Role) Serving {
+	if r == RoleCDN {
+		return b.CDN
+	}
+	return b.Direct
+}
+
+// expireNext reports whether the next signed URL handed out must already be expired.
+func (b *behaviorState) expireNext() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.expired < b.ExpiredURLs {
+		b.expired++
+		return true
+	}
+	return false
+}
+
+// behaviorFor returns the behaviour that applies to m (nil m: the server's).
+func (s *Server) behaviorFor(m *Media) *behaviorState {
+	if m != nil && m.behavior != nil {
+		return m.behavior
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.behavior
 }

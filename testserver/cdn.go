@@ -69,8 +69,8 @@ func (s *Server) cdn(w http.ResponseWriter, r *http.Request) {
 		writeXMLError(w, http.StatusBadRequest, "InvalidArgument", "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter, Signature query string parameter or the Authorization header should be specified")
 		return
 	}
-	f := b.fault(RoleCDN)
-	if s.applyFault(w, r, f, RoleCDN) {
+	f, answered := s.answerFault(w, r, b, RoleCDN)
+	if answered {
 		return
 	}
 	hop, _ := strconv.Atoi(q.Get("hop"))
@@ -79,7 +79,7 @@ func (s *Server) cdn(w http.ResponseWriter, r *http.Request) {
 		s.redirect(w, b, s.cdnURL(b, kind, mediaID, (hop+1)%len(b.chain()), extra), false)
 		return
 	}
-	s.serve(w, r, m, b, f, kind, s.fileName(m))
+	s.serve(w, r, m, b, RoleCDN, f != nil, kind, s.fileName(m))
 }
 
 // SignedURL returns a fresh signed URL for the content of uri at the named origin, as the

@@ -6,8 +6,10 @@
 // and client v1 (authenticated) downloads and thumbnails, uploads, /versions and whoami, and answers as
 // the real servers in the profiles do: directly, with 301/302/303/307/308 redirect chains to signed CDN
 // URLs, by rejecting allow_redirect, with faults (429, 5xx, truncated, slow or reset bodies, expired
-// URLs). Behaviour is plain data (Behavior), per server and per media item. Every request at every
-// origin is recorded with its headers, so a test can prove where a token went.
+// URLs, stalls before the headers or mid-body, dripped bodies, hostile 206 answers), and serves bytes
+// as real servers do (Serving: matrix-media-repo's 10 MiB range chunks, no validators, Range ignored).
+// Behaviour is plain data (Behavior), per server and per media item. Every request at every origin
+// is recorded with its headers, so a test can prove where a token went.
 //
 // In a test:
 //

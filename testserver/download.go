@@ -88,8 +88,8 @@ func (s *Server) download(v1, thumbnail bool) http.HandlerFunc {
 			mautrix.MNotFound.WithMessage("Media not found").Write(w)
 			return
 		}
-		f := b.fault(RoleHomeserver)
-		if s.applyFault(w, r, f, RoleHomeserver) {
+		f, answered := s.answerFault(w, r, b, RoleHomeserver)
+		if answered {
 			return
 		}
 		if !waitReady(r.Context(), m, time.Duration(timeout)*time.Millisecond) {
@@ -127,7 +127,7 @@ func (s *Server) download(v1, thumbnail bool) http.HandlerFunc {
 		if fileName == "" {
 			fileName = s.fileName(m)
 		}
-		s.serve(w, r, m, b, f, kind, fileName)
+		s.serve(w, r, m, b, RoleHomeserver, f != nil, kind, fileName)
 	}
 }
 

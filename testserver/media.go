@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"sync"
 	"time"
 
 	"maunium.net/go/mautrix/id"
@@ -179,55 +178,4 @@ func (s *Server) lookup(mediaID string) *Media {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.media[mediaID]
-}
-
-// behaviorState is a Behavior with the counters its faults and expiring URLs use.
-type behaviorState struct {
-	Behavior
-	mu      sync.Mutex
-	used    []int
-	expired int
-}
-
-func newBehaviorState(b Behavior) *behaviorState {
-	return &behaviorState{Behavior: b, used: make([]int, len(b.Faults))}
-}
-
-// fault returns the fault that fires for a request in role r, if any, and counts it.
-func (b *behaviorState) fault(r Role) *Fault {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for i := range b.Faults {
-		f := &b.Faults[i]
-		if f.At != RoleAny && f.At != r {
-			continue
-		}
-		if f.Count > 0 && b.used[i] >= f.Count {
-			continue
-		}
-		b.used[i]++
-		return f
-	}
-	return nil
-}
-
-// expireNext reports whether the next signed URL handed out must already be expired.
-func (b *behaviorState) expireNext() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.expired < b.ExpiredURLs {
-		b.expired++
-		return true
-	}
-	return false
-}
-
-// behaviorFor returns the behaviour that applies to m (nil m: the server's).
-func (s *Server) behaviorFor(m *Media) *behaviorState {
-	if m != nil && m.behavior != nil {
-		return m.behavior
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.behavior
 }

@@ -53,6 +53,10 @@ func (s *Server) handler(useTLS bool) http.Handler {
 		mautrix.MUnrecognized.WithMessage("Unrecognized request").Write(w)
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.enter() {
+			panic(http.ErrAbortHandler)
+		}
+		defer s.inflight.Done()
 		role := RoleHomeserver
 		if strings.HasPrefix(r.URL.Path, cdnPrefix) {
 			role = RoleCDN

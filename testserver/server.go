@@ -85,7 +85,10 @@ type Server struct {
 	cert    *x509.Certificate
 	certPEM []byte
 	secret  []byte
-	wg      sync.WaitGroup
+	wg      sync.WaitGroup // the Serve loops
+	done    chan struct{}  // closed by Close: stalls end
+
+	inflight sync.WaitGroup // handlers running; Add only under mu while !closed
 
 	mu       sync.Mutex
 	behavior *behaviorState
@@ -140,6 +143,7 @@ func Start(cfg Config) (*Server, error) {
 		media:       make(map[string]*Media),
 		behavior:    newBehaviorState(b),
 		secret:      make([]byte, 32),
+		done:        make(chan struct{}),
 	}
 	rand.Read(s.secret)
 	cert, certPEM, tlsCert, err := selfSignedCert()
@@ -208,7 +212,8 @@ func Start(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Close stops every origin and waits for in-flight requests to end. It is safe to call twice.
+// Close stops every origin, ends every stall, and waits for in-flight requests to end. It is safe to
+// call twice.
 func (s *Server) Close() {
 	s.mu.Lock()
 	if s.closed {
@@ -216,11 +221,24 @@ func (s *Server) Close() {
 		return
 	}
 	s.closed = true
+	close(s.done)
 	s.mu.Unlock()
 	for _, srv := range s.servers {
 		srv.Close()
 	}
 	s.wg.Wait()
+	s.inflight.Wait()
+}
+
+// enter counts a handler in, and reports false once the server is closing.
+func (s *Server) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.inflight.Add(1)
+	return true
 }
 
 // Origin returns the base URL of one of the server's origins.
