@@ -24,8 +24,8 @@ func TestPermanentRedirectCache(t *testing.T) {
 		t.Fatalf("first download: %d homeserver, %d CDN requests", h, cdn)
 	}
 	got, m, err := fetch(t, c, uri)
-	if err != nil || string(got) != "permanent" || len(m.Hops) != 1 || m.Hops[0].Credentials {
-		t.Fatalf("second download: %q %v hops %v", got, err, m.Hops)
+	if err != nil || string(got) != "permanent" || len(m.Hops()) != 1 || m.Hops()[0].Credentials {
+		t.Fatalf("second download: %q %v hops %v", got, err, m.Hops())
 	}
 	if h, cdn := counts(); h != 0 || cdn != 1 || credentialsAt(srv, testserver.OriginCDN) != 0 {
 		t.Fatalf("second download: %d homeserver, %d CDN requests; want the homeserver skipped", h, cdn)

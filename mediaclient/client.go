@@ -5,34 +5,38 @@ package mediaclient
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-retryablehttp"
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
 )
 
-// Version is the library's version, sent in the default User-Agent.
-const Version = "0.1.0"
-
 // Defaults for the zero values of Options.
 const (
-	DefaultMaxRedirects  = 5
-	DefaultRetryMax      = 4
-	DefaultRetryWaitMin  = 500 * time.Millisecond
-	DefaultRetryWaitMax  = 10 * time.Second
-	DefaultMaxRetryAfter = 60 * time.Second
-	DefaultServerTimeout = 20 * time.Second
+	DefaultMaxRedirects     = 5
+	DefaultMaxRetries       = 4
+	DefaultRetryWaitMin     = 500 * time.Millisecond
+	DefaultRetryWaitMax     = 10 * time.Second
+	DefaultMaxRetryAfter    = 60 * time.Second
+	DefaultServerUploadWait = 20 * time.Second
+	// DefaultConnectTimeout bounds connecting (DNS, TCP, TLS) to one origin: Go's own dialer uses 30 s.
+	DefaultConnectTimeout = 30 * time.Second
+	// DefaultHeaderTimeout bounds the wait for response headers after a request was sent, per hop
+	// (plus the timeout_ms the homeserver was allowed): aria2's --timeout and Synapse's own media
+	// fetches both give up after about a minute of silence.
+	DefaultHeaderTimeout = 60 * time.Second
+	// DefaultStallTimeout is how long a body may deliver nothing before it counts as stalled and is
+	// resumed: a minute, as aria2 (60 s) and Synapse do; rclone's 5 minutes and wget2's 15 hold a bot's
+	// worker far longer than any live server pauses. A slow but moving body is never cut off.
+	DefaultStallTimeout = 60 * time.Second
 )
 
 // API is an endpoint family.
@@ -61,11 +65,11 @@ type Options struct {
 	UserAgent string
 	// API picks the endpoint family. "" means APIAuto.
 	API API
-	// NoRedirectParam stops allow_redirect=true from being sent at all.
-	NoRedirectParam bool
-	// NoRedirectParamV1 stops allow_redirect=true from being sent on client v1, where the spec does
-	// not define it (it is still sent on v3).
-	NoRedirectParamV1 bool
+	// DisableRedirectParam stops allow_redirect=true from being sent at all.
+	DisableRedirectParam bool
+	// DisableRedirectParamV1 stops allow_redirect=true from being sent on client v1, where the spec
+	// does not define it (it is still sent on v3).
+	DisableRedirectParamV1 bool
 	// MaxRedirects bounds the redirects followed: MaxRedirects succeed, one more fails with
 	// ErrTooManyRedirects. 0 means DefaultMaxRedirects; a negative value follows none.
 	MaxRedirects int
@@ -74,12 +78,15 @@ type Options struct {
 	// AllowPrivateRedirects turns off the private-address guard: by default a redirect may not lead
 	// from the homeserver's address class (public, private, loopback, link-local) to a loopback,
 	// private, link-local or other special-purpose address of another class. The address is checked
-	// when the connection is dialled by a transport from NewTransport; with another transport, or
-	// through a proxy, the target's name is resolved and checked before the request.
+	// when the connection is dialled by the transport New makes when Transport is nil; with another
+	// transport, or through a proxy, the target's name is resolved and checked before the request,
+	// and a name that does not resolve is refused (the proxy might resolve it to anything). Through a
+	// proxy, a name that resolves differently for the proxy than here is the one gap left.
 	AllowPrivateRedirects bool
-	// RetryMax is how many times a transient failure (connection error, 5xx but 501, 429) is retried.
-	// 0 means DefaultRetryMax; a negative value means no retries.
-	RetryMax int
+	// MaxRetries is how many times a transient failure (connection error, stall, 5xx but 501, 429)
+	// is retried; every retry starts the chain again at the homeserver. 0 means DefaultMaxRetries; a
+	// negative value means no retries.
+	MaxRetries int
 	// RetryWaitMin and RetryWaitMax bound the exponential backoff between retries. Zero means
 	// DefaultRetryWaitMin and DefaultRetryWaitMax.
 	RetryWaitMin, RetryWaitMax time.Duration
@@ -88,15 +95,17 @@ type Options struct {
 	MaxRetryAfter time.Duration
 	// MaxSize refuses media larger than this many bytes with ErrTooLarge. 0 means no limit.
 	MaxSize int64
-	// NoResume stops a body that breaks off from being resumed with a Range request.
-	NoResume bool
+	// DisableResume stops a body that breaks off or stalls from being resumed with a Range request.
+	// Answers cut into chunks (a short 206) are still followed to the end.
+	DisableResume bool
 	// RedirectCacheSize is how many 308 (permanent) redirect targets are remembered, per media item,
 	// so that a repeated download skips the homeserver hop. 0 means DefaultRedirectCacheSize; a
 	// negative value turns the cache off.
 	RedirectCacheSize int
-	// ServerTimeout is sent as timeout_ms: how long the server may wait for media that is not
-	// uploaded yet. 0 means DefaultServerTimeout; a negative value sends no timeout_ms.
-	ServerTimeout time.Duration
+	// ServerUploadWait is sent as timeout_ms: how long the server may hold one request for media
+	// that is not uploaded yet. It is not a client timeout. 0 means DefaultServerUploadWait; a
+	// negative value sends no timeout_ms.
+	ServerUploadWait time.Duration
 	// UploadWait is how long, in all, a download waits out 504 M_NOT_YET_UPLOADED by asking again.
 	// 0 means the first such answer is returned as an error.
 	UploadWait time.Duration
@@ -106,9 +115,31 @@ type Options struct {
 	// CredentialHeaders names more headers to treat as credentials, beside Authorization, Cookie and
 	// Proxy-Authorization.
 	CredentialHeaders []string
-	// Transport performs single HTTP exchanges. nil means a transport like http.DefaultTransport with
-	// a connection pool sized for parallel downloads (64 idle connections per host), HTTP/2 when TLS
-	// offers it and no transparent decompression. Its own redirect handling, if any, is never used.
+	// ConnectTimeout bounds getting a connection to one origin (DNS, TCP and TLS). 0 means
+	// DefaultConnectTimeout; a negative value sets none of the Client's own (the transport's stay).
+	ConnectTimeout time.Duration
+	// HeaderTimeout bounds the wait for the response headers of one hop once the request was sent
+	// (on the homeserver, plus the timeout_ms it was allowed). A hop that stays silent is a stall,
+	// retried like a connection error. 0 means DefaultHeaderTimeout; a negative value means none.
+	HeaderTimeout time.Duration
+	// StallTimeout is how long a body may deliver no byte while it is being read before it counts
+	// as stalled: it is then resumed with a Range request (through a fresh chain), and ErrStalled is
+	// returned only when the resumes are used up. Time the caller spends between reads does not
+	// count. 0 means DefaultStallTimeout; a negative value means none.
+	StallTimeout time.Duration
+	// LowSpeedLimit and LowSpeedTime, when both positive, treat a body that delivers fewer than
+	// LowSpeedLimit bytes per second over LowSpeedTime as stalled (ErrTooSlow), as curl's
+	// --speed-limit and --speed-time do. Zero means no such check.
+	LowSpeedLimit int64
+	LowSpeedTime  time.Duration
+	// Timeout, when positive, bounds a whole call: every request, retry and wait, and the reading of
+	// the body. The error is then context.DeadlineExceeded. Zero means no cap: a large file on a slow
+	// link finishes as long as it keeps moving.
+	Timeout time.Duration
+	// Transport performs single HTTP exchanges. nil means NewTransport(): HTTP/1.1 with a connection
+	// pool sized for parallel downloads (64 idle connections per host), no transparent
+	// decompression, and a dialer that enforces the private-address guard. Its own redirect
+	// handling, if any, is never used.
 	Transport http.RoundTripper
 	// Logger receives debug lines for decisions a caller cannot see (a redirect, a retry, a fallback),
 	// without tokens or signed query strings. As in mautrix, a logger in the call's context
@@ -117,28 +148,31 @@ type Options struct {
 }
 
 // Client downloads Matrix media. It is safe for concurrent use; every call shares one connection
-// pool. Create it with New.
+// pool. Create it with New; its options cannot change afterwards.
+//
+// A Client holds only what its calls share: the options, the transport, what it learned about the
+// homeserver and the cache of permanent redirects. Everything about one call lives in that call's
+// download (download.go).
 type Client struct {
 	opts              Options
 	base              *url.URL
+	home              origin // the homeserver's normalised origin
 	maxRedirects      int
-	credentialHeaders []string
+	maxRetries        int
+	credentialHeaders []string // canonical names
 	transport         http.RoundTripper
-	retry             *retryablehttp.Client
-	state             *state
 	ownTransport      bool                        // the transport is NewTransport's, made by New
 	classify          func(netip.AddrPort) string // address classes, replaceable in tests
-	cache             *redirectCache              // nil when off
+	learned           learned
+	cache             *redirectCache // nil when off
 }
 
-// state is what the Client learns about its homeserver.
-type state struct {
+// learned is what a Client learns about its homeserver, shared by every call.
+type learned struct {
 	paramRejected atomic.Bool  // the homeserver refuses allow_redirect
 	noV1          atomic.Bool  // the homeserver lacks client v1 media
 	homeClass     atomic.Value // string: the class of the homeserver's address
-
-	versionsMu sync.Mutex
-	versions   *mautrix.RespVersions // nil until fetched successfully
+	versions      versionsCache
 }
 
 // New checks opts and returns a Client.
@@ -174,90 +208,97 @@ func New(opts Options) (*Client, error) {
 	if strings.ContainsAny(opts.AccessToken, "\r\n") {
 		return fail("access token holds a line break")
 	}
-	if opts.MaxSize < 0 {
-		return fail("negative size limit")
+	if opts.MaxSize < 0 || opts.LowSpeedLimit < 0 {
+		return fail("negative size limit or speed")
 	}
-	if opts.UploadWait < 0 || opts.RetryWaitMin < 0 || opts.RetryWaitMax < 0 || opts.MaxRetryAfter < 0 {
+	if opts.UploadWait < 0 || opts.RetryWaitMin < 0 || opts.RetryWaitMax < 0 || opts.MaxRetryAfter < 0 || opts.LowSpeedTime < 0 || opts.Timeout < 0 {
 		return fail("negative duration")
 	}
 	if opts.UserAgent == "" {
 		opts.UserAgent = "mxfetch/" + Version
 	}
-	if opts.RetryWaitMin == 0 {
-		opts.RetryWaitMin = DefaultRetryWaitMin
+	opts.RetryWaitMin = orDefault(opts.RetryWaitMin, DefaultRetryWaitMin)
+	opts.RetryWaitMax = orDefault(opts.RetryWaitMax, DefaultRetryWaitMax)
+	opts.MaxRetryAfter = orDefault(opts.MaxRetryAfter, DefaultMaxRetryAfter)
+	opts.ServerUploadWait = orDefault(opts.ServerUploadWait, DefaultServerUploadWait)
+	opts.ConnectTimeout = orDefault(opts.ConnectTimeout, DefaultConnectTimeout)
+	opts.HeaderTimeout = orDefault(opts.HeaderTimeout, DefaultHeaderTimeout)
+	opts.StallTimeout = orDefault(opts.StallTimeout, DefaultStallTimeout)
+	if opts.LowSpeedLimit == 0 || opts.LowSpeedTime == 0 {
+		opts.LowSpeedLimit, opts.LowSpeedTime = 0, 0
 	}
-	if opts.RetryWaitMax == 0 {
-		opts.RetryWaitMax = DefaultRetryWaitMax
+	// Header keys are made canonical, so that a literal http.Header{"authorization": …} is still
+	// recognised as a credential and stripped off the hops that leave the homeserver.
+	header := make(http.Header, len(opts.Header))
+	for k, v := range opts.Header {
+		for _, x := range v {
+			if strings.ContainsAny(x, "\r\n") {
+				return fail("header %q holds a line break", k)
+			}
+		}
+		ck := http.CanonicalHeaderKey(k)
+		header[ck] = append(header[ck], v...)
 	}
-	if opts.MaxRetryAfter == 0 {
-		opts.MaxRetryAfter = DefaultMaxRetryAfter
-	}
-	if opts.ServerTimeout == 0 {
-		opts.ServerTimeout = DefaultServerTimeout
-	}
-	opts.Header = opts.Header.Clone()
+	opts.Header = header
 	c := &Client{
 		opts:              opts,
 		base:              base,
+		home:              originOf(base),
 		maxRedirects:      opts.MaxRedirects,
+		maxRetries:        opts.MaxRetries,
 		credentialHeaders: []string{"Authorization", "Cookie", "Proxy-Authorization"},
 		transport:         opts.Transport,
-		state:             &state{},
 		classify:          classify,
 		cache:             newRedirectCache(opts.RedirectCacheSize),
 	}
 	for _, h := range opts.CredentialHeaders {
-		c.credentialHeaders = append(c.credentialHeaders, http.CanonicalHeaderKey(h))
+		if ck := http.CanonicalHeaderKey(strings.TrimSpace(h)); ck != "" && !slices.Contains(c.credentialHeaders, ck) {
+			c.credentialHeaders = append(c.credentialHeaders, ck)
+		}
 	}
+	c.opts.CredentialHeaders = slices.Clone(c.credentialHeaders[3:])
 	switch {
 	case c.maxRedirects == 0:
 		c.maxRedirects = DefaultMaxRedirects
 	case c.maxRedirects < 0:
 		c.maxRedirects = 0
 	}
+	switch {
+	case c.maxRetries == 0:
+		c.maxRetries = DefaultMaxRetries
+	case c.maxRetries < 0:
+		c.maxRetries = 0
+	}
 	if c.transport == nil {
 		c.transport, c.ownTransport = NewTransport(), true
-	}
-	retryMax := opts.RetryMax
-	switch {
-	case retryMax == 0:
-		retryMax = DefaultRetryMax
-	case retryMax < 0:
-		retryMax = 0
-	}
-	c.retry = &retryablehttp.Client{
-		HTTPClient: &http.Client{
-			Transport: chain{c},
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			},
-		},
-		RetryWaitMin:   opts.RetryWaitMin,
-		RetryWaitMax:   opts.RetryWaitMax,
-		RetryMax:       retryMax,
-		CheckRetry:     c.checkRetry,
-		Backoff:        c.backoff,
-		ErrorHandler:   retryablehttp.PassthroughErrorHandler,
-		RequestLogHook: c.logAttempt,
 	}
 	return c, nil
 }
 
-// NewTransport returns the transport a Client uses when Options.Transport is nil: a clone of
-// http.DefaultTransport sized for many parallel downloads (64 idle connections per host), speaking
-// HTTP/1.1 (a connection per download in flight: measured against Go's HTTP/2 over TLS it moved a
-// large file 2.3 times as fast and small files 1.7 times as fast, see BENCHMARKS.md), without
-// transparent decompression (media is stored compressed or not, and its length must stay exact), and
-// with a dialer that enforces the private-address guard on the address it connects to. Call
-// Protocols.SetHTTP2(true) on the result to allow HTTP/2.
+// orDefault returns d for a zero duration, and v otherwise (negative values mean "none" to the
+// options that allow them).
+func orDefault(v, d time.Duration) time.Duration {
+	if v == 0 {
+		return d
+	}
+	return v
+}
+
+// NewTransport returns the transport a Client uses when Options.Transport is nil: sized for many
+// parallel downloads (64 idle connections per host), speaking HTTP/1.1 (a connection per download in
+// flight: measured against Go's HTTP/2 over TLS it moved a large file 2.3 times as fast and small
+// files 1.7 times as fast, see BENCHMARKS.md), without transparent decompression (media is stored
+// compressed or not, and its length must stay exact), and with a dialer that enforces the
+// private-address guard on the address it connects to. Call Protocols.SetHTTP2(true) on the result
+// to allow HTTP/2. Timeouts are the Client's (Options.ConnectTimeout and the others), not the
+// transport's, so that they hold whatever transport is used.
 func NewTransport() *http.Transport {
 	t := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, ControlContext: guardControl}).DialContext,
+		DialContext:           (&net.Dialer{KeepAlive: 30 * time.Second, ControlContext: guardControl}).DialContext,
 		MaxIdleConns:          256,
 		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true,
 		Protocols:             new(http.Protocols),
@@ -268,6 +309,14 @@ func NewTransport() *http.Transport {
 
 // HomeserverURL returns the homeserver base URL the Client uses.
 func (c *Client) HomeserverURL() string { return c.base.String() }
+
+// CloseIdleConnections closes the idle connections of the Client's transport, when it has such a
+// method (NewTransport's does). Connections in use are not interrupted.
+func (c *Client) CloseIdleConnections() {
+	if t, ok := c.transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
+}
 
 // logger returns the logger for a call.
 func (c *Client) logger(ctx context.Context) *zerolog.Logger {
@@ -291,7 +340,7 @@ func (c *Client) api(ctx context.Context) API {
 	switch {
 	case c.opts.API != APIAuto:
 		return c.opts.API
-	case c.opts.AccessToken == "" || c.state.noV1.Load():
+	case c.opts.AccessToken == "" || c.learned.noV1.Load():
 		return APIV3
 	}
 	v := c.serverVersions(ctx)
@@ -299,43 +348,4 @@ func (c *Client) api(ctx context.Context) API {
 		return APIV1
 	}
 	return APIV3
-}
-
-// serverVersions fetches /_matrix/client/versions once; a failure is not remembered.
-func (c *Client) serverVersions(ctx context.Context) *mautrix.RespVersions {
-	s := c.state
-	s.versionsMu.Lock()
-	defer s.versionsMu.Unlock()
-	if s.versions != nil {
-		return s.versions
-	}
-	u := *c.base
-	u.Path += "/_matrix/client/versions"
-	u.RawPath = ""
-	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return nil
-	}
-	req.Header.Set("User-Agent", c.opts.UserAgent)
-	resp, err := c.retry.Do(req)
-	if err != nil {
-		c.debug(ctx, "fetching /versions failed; using media v3", "error", err)
-		return nil
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		c.debug(ctx, "fetching /versions failed; using media v3", "status", resp.StatusCode)
-		return nil
-	}
-	var v mautrix.RespVersions
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&v); err != nil {
-		return nil
-	}
-	s.versions = &v
-	return &v
-}
-
-func withTrace(ctx context.Context) (context.Context, *trace) {
-	tr := &trace{}
-	return context.WithValue(ctx, traceKey{}, tr), tr
 }

@@ -31,7 +31,8 @@ func (c *Client) DownloadEncrypted(ctx context.Context, file *event.EncryptedFil
 	if err != nil {
 		return nil, err
 	}
-	m.body = newDecryptReader(m.body, keys)
+	dr := newDecryptReader(m.r, keys)
+	m.r, m.c = dr, dr
 	return m, nil
 }
 

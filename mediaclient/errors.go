@@ -2,6 +2,7 @@ package mediaclient
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -9,6 +10,10 @@ import (
 
 	"maunium.net/go/mautrix"
 )
+
+// contextFree is the context of redacted requests kept in errors: not the call's, which may hold
+// values a caller would not expect to outlive it.
+var contextFree = context.Background()
 
 // All errors returned by Client methods, and by reads from a Media body, are *Error values. Their
 // causes stay reachable with errors.Is and errors.As:
@@ -19,24 +24,40 @@ import (
 //     mautrix.HTTPError, not a pointer) for every non-success HTTP answer;
 //   - context.Canceled and context.DeadlineExceeded when the context ended;
 //   - network errors as the standard library returns them.
+//
+// The sentinels' texts carry no "mediaclient:" prefix: they reach a caller inside an *Error, whose
+// text has it once.
 var (
 	// ErrTooManyRedirects: the chain was longer than Options.MaxRedirects (a loop ends here too).
 	// It is never retried.
-	ErrTooManyRedirects = errors.New("mediaclient: too many redirects")
+	ErrTooManyRedirects = errors.New("too many redirects")
 	// ErrRedirectRefused: a redirect broke the policy (bad Location, scheme, userinfo, https→http).
 	// The *RedirectError that wraps it says why. It is never retried.
-	ErrRedirectRefused = errors.New("mediaclient: redirect refused")
-	// ErrTruncated: the body ended before its Content-Length.
-	ErrTruncated = errors.New("mediaclient: truncated body")
+	ErrRedirectRefused = errors.New("redirect refused")
+	// ErrTruncated: the body ended before the media's length, and resuming it did not help.
+	ErrTruncated = errors.New("truncated body")
+	// ErrStalled: no response headers within Options.HeaderTimeout, no body bytes within
+	// Options.StallTimeout, or no connection within Options.ConnectTimeout. A stall is a transient
+	// fault: it is retried or resumed first, and returned only when that did not help.
+	ErrStalled = errors.New("stalled")
+	// ErrTooSlow: the body arrived more slowly than Options.LowSpeedLimit for Options.LowSpeedTime
+	// (and resuming did not help).
+	ErrTooSlow = errors.New("transfer too slow")
+	// ErrChanged: the media is not the one whose bytes were already delivered (its validator or its
+	// total length differs). Bytes of two versions are never mixed.
+	ErrChanged = errors.New("media changed while resuming")
+	// ErrRangeMismatch: an answer to a range request does not fit what was asked for: a 206 that
+	// starts elsewhere, overruns the total, or whose lengths disagree. Its bytes are never used.
+	ErrRangeMismatch = errors.New("range answer does not fit")
 	// ErrTooLarge: the media is larger than the size limit.
-	ErrTooLarge = errors.New("mediaclient: media too large")
+	ErrTooLarge = errors.New("media too large")
 	// ErrInvalidURI: the content URI is not a valid mxc:// URI.
-	ErrInvalidURI = errors.New("mediaclient: invalid content URI")
+	ErrInvalidURI = errors.New("invalid content URI")
 	// ErrInvalidArgument: an option or argument is out of range.
-	ErrInvalidArgument = errors.New("mediaclient: invalid argument")
-	// ErrUnexpectedStatus: the server answered with a status the client cannot use (such as 300 or
-	// 304). The mautrix.HTTPError in the chain has the response.
-	ErrUnexpectedStatus = errors.New("mediaclient: unexpected status")
+	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrUnexpectedStatus: the server answered with a status the client cannot use (such as 300,
+	// 304, or 206 to a request without Range). The mautrix.HTTPError in the chain has the response.
+	ErrUnexpectedStatus = errors.New("unexpected status")
 )
 
 // MNotYetUploaded is the Matrix error for media that was created but whose bytes have not arrived
@@ -116,11 +137,17 @@ func parseRespError(status int, body []byte) *mautrix.RespError {
 	return &e
 }
 
-// httpError turns a non-success response into a mautrix.HTTPError value and closes its body.
-func httpError(resp *http.Response) mautrix.HTTPError {
+// httpError turns a non-success response into a mautrix.HTTPError value and closes its body. The
+// response it keeps is a copy whose request has no credential header and a URL without its query (a
+// CDN's signed URL carries its signature there), so that the error can be logged whole.
+func (c *Client) httpError(resp *http.Response) mautrix.HTTPError {
 	body := bufferBody(resp)
+	safe := *resp
+	safe.Body = http.NoBody
+	safe.Request = c.redactRequest(resp.Request)
 	e := mautrix.HTTPError{
-		Response:     resp,
+		Request:      safe.Request,
+		Response:     &safe,
 		ResponseBody: string(body),
 		RespError:    parseRespError(resp.StatusCode, body),
 	}
@@ -129,8 +156,25 @@ func httpError(resp *http.Response) mautrix.HTTPError {
 		// error text, which then reads "HTTP 403".
 		e.ResponseBody = ""
 	}
-	// The request is left out: it carries the access token.
 	return e
+}
+
+// redactRequest returns a copy of req fit for an error: no credential header, no query, no body.
+func (c *Client) redactRequest(req *http.Request) *http.Request {
+	if req == nil {
+		return nil
+	}
+	u := *req.URL
+	u.User, u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = nil, "", false, "", ""
+	h := req.Header.Clone()
+	for _, k := range c.credentialHeaders {
+		delete(h, k)
+	}
+	r := &http.Request{
+		Method: req.Method, URL: &u, Proto: req.Proto, ProtoMajor: req.ProtoMajor, ProtoMinor: req.ProtoMinor,
+		Header: h, Body: http.NoBody, Host: req.Host,
+	}
+	return r.WithContext(contextFree)
 }
 
 // errcode returns the Matrix errcode of an error answer, or "".

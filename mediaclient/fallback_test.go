@@ -20,16 +20,16 @@ func TestParameterRejected(t *testing.T) {
 			srv, c := setup(t, testserver.Config{Profile: testserver.ProfileStrict}, mediaclient.Options{API: api})
 			uri := srv.AddMedia([]byte("strict"), testserver.MediaOptions{})
 			got, m, err := fetch(t, c, uri)
-			if err != nil || string(got) != "strict" || m.Fallback != "parameter rejected" {
-				t.Fatalf("got %q, %v, fallback %q", got, err, m.Fallback)
+			if err != nil || string(got) != "strict" || fallbacks(m) != "parameter rejected" {
+				t.Fatalf("got %q, %v, fallback %q", got, err, fallbacks(m))
 			}
 			reqs := srv.Requests()
 			if len(reqs) != 2 || !reqs[0].Query().Has("allow_redirect") || reqs[1].Query().Has("allow_redirect") {
 				t.Fatalf("want exactly one extra request without the parameter; got %d", len(reqs))
 			}
 			srv.ResetLog()
-			if _, m, err := fetch(t, c, uri); err != nil || m.Fallback != "" {
-				t.Fatalf("second download: %v, fallback %q", err, m.Fallback)
+			if _, m, err := fetch(t, c, uri); err != nil || fallbacks(m) != "" {
+				t.Fatalf("second download: %v, fallback %q", err, fallbacks(m))
 			}
 			if reqs := srv.Requests(); len(reqs) != 1 || reqs[0].Query().Has("allow_redirect") {
 				t.Errorf("second download: %d requests, first with allow_redirect=%v; want 1 without", len(reqs), reqs[0].Query().Has("allow_redirect"))
@@ -59,19 +59,19 @@ func TestRejectionNotRememberedForOtherErrors(t *testing.T) {
 	}
 }
 
-func TestNoRedirectParam(t *testing.T) {
-	srv, c := setup(t, testserver.Config{Profile: testserver.ProfileMediaRepo}, mediaclient.Options{API: mediaclient.APIV3, NoRedirectParam: true})
+func TestDisableRedirectParam(t *testing.T) {
+	srv, c := setup(t, testserver.Config{Profile: testserver.ProfileMediaRepo}, mediaclient.Options{API: mediaclient.APIV3, DisableRedirectParam: true})
 	uri := srv.AddMedia([]byte("direct"), testserver.MediaOptions{})
 	got, m, err := fetch(t, c, uri)
-	if err != nil || string(got) != "direct" || len(m.Hops) != 1 || m.Hops[0].Status != 200 {
-		t.Fatalf("got %q, %v, hops %v", got, err, m.Hops)
+	if err != nil || string(got) != "direct" || len(m.Hops()) != 1 || m.Hops()[0].Status != 200 {
+		t.Fatalf("got %q, %v, hops %v", got, err, m.Hops())
 	}
 	if srv.Requests()[0].Query().Has("allow_redirect") {
 		t.Error("allow_redirect sent")
 	}
 	// A v1 server that redirects anyway is still followed.
-	c1 := newClient(t, srv, mediaclient.Options{API: mediaclient.APIV1, NoRedirectParam: true})
-	if got, m, err := fetch(t, c1, uri); err != nil || string(got) != "direct" || len(m.Hops) != 2 {
+	c1 := newClient(t, srv, mediaclient.Options{API: mediaclient.APIV1, DisableRedirectParam: true})
+	if got, m, err := fetch(t, c1, uri); err != nil || string(got) != "direct" || len(m.Hops()) != 2 {
 		t.Fatalf("v1: got %q, %v, hops %v", got, err, m)
 	}
 }
@@ -80,8 +80,8 @@ func TestV1FallsBackToV3(t *testing.T) {
 	// legacy lists no v1.11 in /versions, so auto picks v3 straight away.
 	srv, c := setup(t, testserver.Config{Profile: testserver.ProfileLegacy}, mediaclient.Options{})
 	uri := srv.AddMedia([]byte("old server"), testserver.MediaOptions{})
-	if _, m, err := fetch(t, c, uri); err != nil || m.API != mediaclient.APIV3 || m.Fallback != "" {
-		t.Fatalf("auto on legacy: %v, API %s, fallback %q", err, m.API, m.Fallback)
+	if _, m, err := fetch(t, c, uri); err != nil || m.API != mediaclient.APIV3 || fallbacks(m) != "" {
+		t.Fatalf("auto on legacy: %v, API %s, fallback %q", err, m.API, fallbacks(m))
 	}
 
 	// This server lists v1.11 in /versions, then loses its v1 media endpoints.
@@ -93,15 +93,15 @@ func TestV1FallsBackToV3(t *testing.T) {
 	srv.SetBehavior(testserver.Behavior{NoV1: true})
 	srv.ResetLog()
 	got, m, err := fetch(t, c, uri)
-	if err != nil || string(got) != "no v1" || m.API != mediaclient.APIV3 || m.Fallback != "v1 unrecognized" {
-		t.Fatalf("got %q, %v, API %s, fallback %q", got, err, m.API, m.Fallback)
+	if err != nil || string(got) != "no v1" || m.API != mediaclient.APIV3 || fallbacks(m) != "v1 unrecognized" {
+		t.Fatalf("got %q, %v, API %s, fallback %q", got, err, m.API, fallbacks(m))
 	}
 	if !strings.HasPrefix(srv.Requests()[0].Path, "/_matrix/client/v1/media/download/") || !strings.HasPrefix(srv.Requests()[1].Path, "/_matrix/media/v3/download/") {
 		t.Errorf("paths: %s then %s", srv.Requests()[0].Path, srv.Requests()[1].Path)
 	}
 	srv.ResetLog()
-	if _, m, err := fetch(t, c, uri); err != nil || m.Fallback != "" || !strings.HasPrefix(srv.Requests()[0].Path, "/_matrix/media/v3/") {
-		t.Errorf("second download did not go straight to v3: %v %q %s", err, m.Fallback, srv.Requests()[0].Path)
+	if _, m, err := fetch(t, c, uri); err != nil || fallbacks(m) != "" || !strings.HasPrefix(srv.Requests()[0].Path, "/_matrix/media/v3/") {
+		t.Errorf("second download did not go straight to v3: %v %q %s", err, fallbacks(m), srv.Requests()[0].Path)
 	}
 
 	// An explicit v1 never falls back.
@@ -152,7 +152,7 @@ func TestRetries(t *testing.T) {
 		}
 	})
 	t.Run("gives up", func(t *testing.T) {
-		srv, c := setup(t, testserver.Config{Behavior: &testserver.Behavior{Faults: []testserver.Fault{{Status: 502}}}}, mediaclient.Options{API: mediaclient.APIV3, RetryMax: 2})
+		srv, c := setup(t, testserver.Config{Behavior: &testserver.Behavior{Faults: []testserver.Fault{{Status: 502}}}}, mediaclient.Options{API: mediaclient.APIV3, MaxRetries: 2})
 		uri := srv.AddMedia([]byte("x"), testserver.MediaOptions{})
 		var he mautrix.HTTPError
 		if _, _, err := fetch(t, c, uri); !errors.As(err, &he) || he.Response.StatusCode != 502 || len(srv.Requests()) != 3 {
@@ -228,8 +228,8 @@ func TestStaleCDNURL(t *testing.T) {
 	if err != nil || string(got) != "fresh" {
 		t.Fatal(got, err)
 	}
-	if len(m.Hops) != 4 || m.Hops[1].Status != 403 || len(srv.RequestsTo(testserver.OriginHomeserver)) != 2 {
-		t.Errorf("hops %v; want 307, 403, 307, 200", m.Hops)
+	if len(m.Hops()) != 4 || m.Hops()[1].Status != 403 || len(srv.RequestsTo(testserver.OriginHomeserver)) != 2 {
+		t.Errorf("hops %v; want 307, 403, 307, 200", m.Hops())
 	}
 
 	b.ExpiredURLs = 2
@@ -250,7 +250,7 @@ func TestUploadWait(t *testing.T) {
 			srv.Upload(uri.FileID, []byte("arrived"), "text/plain")
 		}
 	}}
-	c := newClient(t, srv, mediaclient.Options{API: mediaclient.APIV3, ServerTimeout: time.Millisecond, UploadWait: time.Minute, Transport: tr})
+	c := newClient(t, srv, mediaclient.Options{API: mediaclient.APIV3, ServerUploadWait: time.Millisecond, UploadWait: time.Minute, Transport: tr})
 	got, _, err := fetch(t, c, uri)
 	if err != nil || string(got) != "arrived" {
 		t.Fatal(got, err)
@@ -261,7 +261,7 @@ func TestUploadWait(t *testing.T) {
 
 	// Without UploadWait the 504 is the answer, and a typed one.
 	uri = srv.CreateMedia(testserver.MediaOptions{})
-	c = newClient(t, srv, mediaclient.Options{API: mediaclient.APIV3, ServerTimeout: time.Millisecond})
+	c = newClient(t, srv, mediaclient.Options{API: mediaclient.APIV3, ServerUploadWait: time.Millisecond})
 	if _, _, err := fetch(t, c, uri); !errors.Is(err, mediaclient.MNotYetUploaded) {
 		t.Errorf("err = %v; want M_NOT_YET_UPLOADED", err)
 	}

@@ -87,7 +87,7 @@ type policyKey struct{}
 func (p *hopPolicy) check(ctx context.Context, ap netip.AddrPort) error {
 	cls := p.c.classify(ap)
 	if p.home {
-		p.c.state.homeClass.Store(cls)
+		p.c.learned.homeClass.Store(cls)
 		return nil
 	}
 	if cls == classPublic {
@@ -103,7 +103,7 @@ func (p *hopPolicy) check(ctx context.Context, ap netip.AddrPort) error {
 // homeClass returns the class of the homeserver's address: the one last dialled, or else the one its
 // name resolves to (the most special of them).
 func (c *Client) homeClass(ctx context.Context) string {
-	if v, ok := c.state.homeClass.Load().(string); ok {
+	if v, ok := c.learned.homeClass.Load().(string); ok {
 		return v
 	}
 	addrs, err := c.lookup(ctx, c.base.Hostname())
@@ -117,7 +117,7 @@ func (c *Client) homeClass(ctx context.Context) string {
 			cls = x
 		}
 	}
-	c.state.homeClass.Store(cls)
+	c.learned.homeClass.Store(cls)
 	return cls
 }
 
@@ -146,7 +146,10 @@ func guardControl(ctx context.Context, network, address string, _ syscall.RawCon
 // guardHop prepares a hop for the guard. Without a proxy, the policy goes in the request's context
 // for the dialer, which checks the address it connects to. Where the dialer cannot see the target —
 // through a proxy it connects to the proxy, and a transport that is not NewTransport's has no such
-// dialer — the target's name is resolved and checked here first (an address literal always is).
+// dialer — the target's name is resolved and checked here first (an address literal always is), and
+// the guard fails closed: a name that does not resolve here is refused, since the proxy may resolve
+// it to anything. What stays open there is a name that resolves differently for the proxy than here
+// (DNS rebinding between the two look-ups); AllowPrivateRedirects documents it.
 func (c *Client) guardHop(req *http.Request, home bool) (*http.Request, error) {
 	if c.opts.AllowPrivateRedirects {
 		return req, nil
@@ -172,8 +175,8 @@ func (c *Client) guardHop(req *http.Request, home bool) (*http.Request, error) {
 		return req, nil // the dialer checks
 	}
 	addrs, err := c.lookup(req.Context(), p.host)
-	if err != nil {
-		return req, nil // the request will fail on its own
+	if err != nil || len(addrs) == 0 {
+		return req, &RedirectError{Reason: "the target's address cannot be checked (it does not resolve here)", Location: redactURL(req.URL)}
 	}
 	for _, a := range addrs {
 		if err := p.check(req.Context(), netip.AddrPortFrom(a, port)); err != nil {

@@ -89,8 +89,8 @@ func TestPrivateAddressGuard(t *testing.T) {
 			c3 := newClientTransport(t, srv, opts, tc.own)
 			playHomeserver(t, srv, c3, tc.homeClass)
 			got, m, err := fetch(t, c3, uri)
-			if err != nil || string(got) != "guarded" || m.Fallback != "redirect refused" || len(srv.RequestsTo(tc.cdn)) != 0 {
-				t.Errorf("v3: %q, %v, fallback %q", got, err, m.Fallback)
+			if err != nil || string(got) != "guarded" || fallbacks(m) != "redirect refused" || len(srv.RequestsTo(tc.cdn)) != 0 {
+				t.Errorf("v3: %q, %v, fallback %q", got, err, fallbacks(m))
 			}
 
 			// The opt-out follows the redirect.

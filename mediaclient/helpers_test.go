@@ -3,7 +3,9 @@ package mediaclient_test
 import (
 	"bytes"
 	"crypto/tls"
+	"fmt"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,4 +87,22 @@ func credentialsAt(srv *testserver.Server, origin testserver.OriginName) int {
 		}
 	}
 	return n
+}
+
+// fallbacks joins the fallbacks of a download, "" when there were none.
+func fallbacks(m *mediaclient.Media) string {
+	var s []string
+	for _, f := range m.Fallbacks() {
+		s = append(s, string(f))
+	}
+	return strings.Join(s, "; ")
+}
+
+// hopSummary renders hops as [{status origin credentials} …].
+func hopSummary(hops []mediaclient.Hop) string {
+	var s []string
+	for _, h := range hops {
+		s = append(s, fmt.Sprintf("{%d %s %t}", h.Status, h.Origin, h.Credentials))
+	}
+	return "[" + strings.Join(s, " ") + "]"
 }

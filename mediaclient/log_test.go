@@ -38,7 +38,7 @@ func TestLogs(t *testing.T) {
 	// The strict server's rejection is a logged fallback too.
 	buf.Reset()
 	srv.SetBehavior(testserver.Behavior{Param: testserver.ParamReject})
-	if _, _, err := fetch(t, c, uri); err != nil || !strings.Contains(buf.String(), "allow_redirect rejected") {
+	if _, _, err := fetch(t, c, uri); err != nil || !strings.Contains(buf.String(), "parameter rejected") {
 		t.Errorf("fallback not logged: %v\n%s", err, buf.String())
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 
 	"maunium.net/go/mautrix"
@@ -12,7 +13,7 @@ import (
 	"maunium.net/go/mautrix/id"
 )
 
-// Mautrix offers the download methods of a *mautrix.Client, with the same shapes, through a Client:
+// MautrixClient offers the download methods of a *mautrix.Client, with the same shapes, through a Client:
 // allow_redirect, credentials that never leave the homeserver's origin, fallbacks and retries.
 // Switching a bridge over is one line:
 //
@@ -20,18 +21,20 @@ import (
 //
 // It is safe for concurrent use. Errors are *Error values that still match mautrix's:
 // errors.Is(err, mautrix.MNotFound), and errors.As into a mautrix.HTTPError value.
-type Mautrix struct {
+type MautrixClient struct {
 	cli *mautrix.Client
 	c   *Client
 }
 
-// Wrap returns a Mautrix for cli. It reuses cli's homeserver URL, access token, user agent and
+// Wrap returns a MautrixClient for cli. It reuses cli's homeserver URL, access token, user agent and
 // HTTP transport (so a custom RoundTripper or proxy keeps working), and its logger when the context
-// carries none, as mautrix does; it does not use cli's redirect handling or its whole-request
-// timeout (a download streams for as long as its context allows). opts may set anything else; its
-// HomeserverURL, AccessToken, UserAgent and Transport are taken from cli when empty. cli's fields
-// are read once: a later change of token needs a new Wrap.
-func Wrap(cli *mautrix.Client, opts ...Options) (*Mautrix, error) {
+// carries none, as mautrix does. It does not use cli's redirect handling. cli's whole-request
+// timeout (http.Client.Timeout, 180 s in mautrix) would cut long streams, so it becomes the stall
+// and header timeouts instead: a download may take as long as it keeps moving, and a server that
+// says nothing for that long is given up on (after the resumes and retries). opts may set anything
+// else; its HomeserverURL, AccessToken, UserAgent, Transport, StallTimeout and HeaderTimeout are
+// taken from cli when zero. cli's fields are read once: a later change of token needs a new Wrap.
+func Wrap(cli *mautrix.Client, opts ...Options) (*MautrixClient, error) {
 	if cli == nil || cli.HomeserverURL == nil {
 		return nil, &Error{Op: "new", Err: fmt.Errorf("%w: nil mautrix client or homeserver URL", ErrInvalidArgument)}
 	}
@@ -57,31 +60,41 @@ func Wrap(cli *mautrix.Client, opts ...Options) (*Mautrix, error) {
 	if o.Logger == nil {
 		o.Logger = &cli.Log
 	}
+	if cli.Client != nil && cli.Client.Timeout > 0 {
+		if o.StallTimeout == 0 {
+			o.StallTimeout = cli.Client.Timeout
+		}
+		if o.HeaderTimeout == 0 {
+			o.HeaderTimeout = cli.Client.Timeout
+		}
+	}
 	c, err := New(o)
 	if err != nil {
 		return nil, err
 	}
-	return &Mautrix{cli: cli, c: c}, nil
+	return &MautrixClient{cli: cli, c: c}, nil
 }
 
 // Client returns the underlying Client, for the streaming API with metadata.
-func (m *Mautrix) Client() *Client { return m.c }
+func (m *MautrixClient) Client() *Client { return m.c }
 
 // Download is mautrix.Client.Download. The response's Body streams and must be closed; reading it
 // returns an *Error on a truncated body.
-func (m *Mautrix) Download(ctx context.Context, uri id.ContentURI) (*http.Response, error) {
+func (m *MautrixClient) Download(ctx context.Context, uri id.ContentURI) (*http.Response, error) {
 	return m.DownloadWithParams(ctx, uri, mautrix.DownloadExtra{})
 }
 
 // DownloadWithParams is mautrix.Client.DownloadWithParams: params.Query is added to the first
 // request (allow_redirect and timeout_ms stay the Client's to set).
-func (m *Mautrix) DownloadWithParams(ctx context.Context, uri id.ContentURI, params mautrix.DownloadExtra) (*http.Response, error) {
-	r, limit, err := m.c.downloadRequest(uri, nil)
-	if err != nil {
-		return nil, err
+func (m *MautrixClient) DownloadWithParams(ctx context.Context, uri id.ContentURI, params mautrix.DownloadExtra) (*http.Response, error) {
+	var q url.Values
+	if len(params.Query) > 0 {
+		q = make(url.Values, len(params.Query))
+		for k, v := range params.Query {
+			q.Set(k, v)
+		}
 	}
-	r.query = params.Query
-	media, err := m.c.fetch(ctx, r, limit)
+	media, err := m.c.Download(ctx, uri, DownloadOptions{Query: q})
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +102,7 @@ func (m *Mautrix) DownloadWithParams(ctx context.Context, uri id.ContentURI, par
 }
 
 // DownloadThumbnail is mautrix.Client.DownloadThumbnail (note the height-then-width order).
-func (m *Mautrix) DownloadThumbnail(ctx context.Context, uri id.ContentURI, height, width int, extras ...mautrix.DownloadThumbnailExtra) (*http.Response, error) {
+func (m *MautrixClient) DownloadThumbnail(ctx context.Context, uri id.ContentURI, height, width int, extras ...mautrix.DownloadThumbnailExtra) (*http.Response, error) {
 	if len(extras) > 1 {
 		return nil, &Error{Op: "thumbnail", URI: uri.String(), Err: fmt.Errorf("%w: more than one DownloadThumbnailExtra", ErrInvalidArgument)}
 	}
@@ -105,7 +118,7 @@ func (m *Mautrix) DownloadThumbnail(ctx context.Context, uri id.ContentURI, heig
 }
 
 // DownloadBytes is mautrix.Client.DownloadBytes: the whole body, or an error (never a short body).
-func (m *Mautrix) DownloadBytes(ctx context.Context, uri id.ContentURI) ([]byte, error) {
+func (m *MautrixClient) DownloadBytes(ctx context.Context, uri id.ContentURI) ([]byte, error) {
 	media, err := m.c.Download(ctx, uri)
 	if err != nil {
 		return nil, err
@@ -115,13 +128,13 @@ func (m *Mautrix) DownloadBytes(ctx context.Context, uri id.ContentURI) ([]byte,
 
 // DownloadEncrypted downloads and decrypts an encrypted attachment as a stream; see
 // Client.DownloadEncrypted for when the hash is checked.
-func (m *Mautrix) DownloadEncrypted(ctx context.Context, file *event.EncryptedFileInfo) (*Media, error) {
+func (m *MautrixClient) DownloadEncrypted(ctx context.Context, file *event.EncryptedFileInfo) (*Media, error) {
 	return m.c.DownloadEncrypted(ctx, file)
 }
 
 // DownloadEncryptedBytes downloads and decrypts an encrypted attachment. It returns the plaintext
 // only once the SHA-256 of the whole ciphertext has matched: never unverified bytes.
-func (m *Mautrix) DownloadEncryptedBytes(ctx context.Context, file *event.EncryptedFileInfo) ([]byte, error) {
+func (m *MautrixClient) DownloadEncryptedBytes(ctx context.Context, file *event.EncryptedFileInfo) ([]byte, error) {
 	media, err := m.c.DownloadEncrypted(ctx, file)
 	if err != nil {
 		return nil, err

@@ -40,7 +40,7 @@ func TestTruncatedBody(t *testing.T) {
 		if at == testserver.RoleCDN {
 			when = testserver.Always
 		}
-		srv, c := setup(t, testserver.Config{Behavior: &testserver.Behavior{V3Redirect: when, Faults: []testserver.Fault{{At: at, Truncate: true}}}}, mediaclient.Options{API: mediaclient.APIV3, NoResume: true})
+		srv, c := setup(t, testserver.Config{Behavior: &testserver.Behavior{V3Redirect: when, Faults: []testserver.Fault{{At: at, Truncate: true}}}}, mediaclient.Options{API: mediaclient.APIV3, DisableResume: true})
 		uri := srv.AddMedia(content(200_000, 3), testserver.MediaOptions{})
 		got, _, err := fetch(t, c, uri)
 		var e *mediaclient.Error
@@ -221,7 +221,7 @@ func TestURLBuilders(t *testing.T) {
 		t.Errorf("first request %s?%s differs from the URL builder's %s", first.Path, first.RawQuery, got)
 	}
 
-	v3 := newClient(t, srv, mediaclient.Options{API: mediaclient.APIV3, HomeserverURL: "https://matrix.example.org/prefix/", ServerTimeout: -1})
+	v3 := newClient(t, srv, mediaclient.Options{API: mediaclient.APIV3, HomeserverURL: "https://matrix.example.org/prefix/", ServerUploadWait: -1})
 	got, _ = v3.DownloadURL(t.Context(), uri, mediaclient.DownloadOptions{FileName: "my file?#.png"})
 	want = "https://matrix.example.org/prefix/_matrix/media/v3/download/" + srv.ServerName + "/abc-DEF_1/my%20file%3F%23.png?allow_redirect=true"
 	if got != want {
@@ -286,7 +286,7 @@ func Example() {
 	defer media.Close()
 	data, _ := io.ReadAll(media)
 	fmt.Printf("%s (%s, %s)\n", data, media.FileName, media.ContentType)
-	for _, hop := range media.Hops {
+	for _, hop := range media.Hops() {
 		fmt.Println(hop.Status, "credentials:", hop.Credentials)
 	}
 	// Output:

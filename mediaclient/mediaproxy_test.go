@@ -48,8 +48,8 @@ func TestMautrixMediaProxy(t *testing.T) {
 	if err != nil || !sameBytes(got, want) {
 		t.Fatalf("got %d bytes, %v", len(got), err)
 	}
-	if !sawToken || len(m.Hops) != 2 || m.Hops[0].Status != 307 || !m.Hops[0].Credentials || m.Hops[1].Credentials {
-		t.Errorf("hops %v, proxy saw token: %v", m.Hops, sawToken)
+	if !sawToken || len(m.Hops()) != 2 || m.Hops()[0].Status != 307 || !m.Hops()[0].Credentials || m.Hops()[1].Credentials {
+		t.Errorf("hops %v, proxy saw token: %v", m.Hops(), sawToken)
 	}
 	reqs := cdn.RequestsTo(testserver.OriginCDNHost)
 	if len(reqs) != 1 || reqs[0].HasCredentials() {

@@ -51,7 +51,7 @@ func TestTokenNeverReachesCDN(t *testing.T) {
 						t.Errorf("no allow_redirect on %s", api)
 					}
 					wantHops := fmt.Sprintf("[{%d %s true} {200 %s false}]", status, srv.URL, srv.Origin(cdn))
-					if got := fmt.Sprint(m.Hops); got != wantHops {
+					if got := hopSummary(m.Hops()); got != wantHops {
 						t.Errorf("hops = %s; want %s", got, wantHops)
 					}
 				})
@@ -97,8 +97,8 @@ func TestDowngradeRefused(t *testing.T) {
 	srv, c := setup(t, testserver.Config{Profile: testserver.ProfileMediaRepo, TLS: true}, mediaclient.Options{API: mediaclient.APIV3})
 	uri := srv.AddMedia([]byte("tls only"), testserver.MediaOptions{})
 	got, m, err := fetch(t, c, uri)
-	if err != nil || string(got) != "tls only" || m.Fallback != "redirect refused" {
-		t.Fatalf("v3: got %q, fallback %q, %v", got, m.Fallback, err)
+	if err != nil || string(got) != "tls only" || fallbacks(m) != "redirect refused" {
+		t.Fatalf("v3: got %q, fallback %q, %v", got, fallbacks(m), err)
 	}
 	if n := len(srv.RequestsTo(testserver.OriginCDN)); n != 0 {
 		t.Fatalf("plaintext CDN saw %d requests", n)
@@ -212,8 +212,8 @@ func TestLocationValues(t *testing.T) {
 		srv, c := setup(t, testserver.Config{Behavior: &testserver.Behavior{V3Redirect: testserver.WhenAsked, Location: &loc}}, mediaclient.Options{API: mediaclient.APIV3})
 		uri := srv.AddMedia([]byte("plain"), testserver.MediaOptions{})
 		got, m, err := fetch(t, c, uri)
-		if err != nil || string(got) != "plain" || m.Fallback != "redirect refused" || len(srv.Requests()) != 2 {
-			t.Errorf("got %q, %v, fallback %q after %d requests", got, err, m.Fallback, len(srv.Requests()))
+		if err != nil || string(got) != "plain" || fallbacks(m) != "redirect refused" || len(srv.Requests()) != 2 {
+			t.Errorf("got %q, %v, fallback %q after %d requests", got, err, fallbacks(m), len(srv.Requests()))
 		}
 	})
 }

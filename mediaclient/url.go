@@ -124,9 +124,10 @@ type request struct {
 	uri       id.ContentURI
 	thumbnail *ThumbnailOptions
 	fileName  string
-	query     map[string]string // extra parameters (the mautrix wrapper's DownloadExtra.Query)
-	offset    int64             // start the body here (Range)
-	ifRange   string            // only if the media still has this validator (If-Range)
+	query     url.Values // extra query parameters
+	offset    int64      // start the body here (Range)
+	ifRange   string     // only if the media still has this validator (If-Range)
+	limit     int64      // the size limit, 0 for none
 }
 
 // op names the operation for errors.
@@ -165,9 +166,17 @@ func (c *Client) buildURL(r *request, api API, allowRedirect bool, timeoutMS int
 			q = append(q, "animated=true")
 		}
 	}
-	for _, k := range sortedKeys(r.query) {
-		if k != "allow_redirect" && k != "timeout_ms" {
-			q = append(q, url.QueryEscape(k)+"="+url.QueryEscape(r.query[k]))
+	for _, k := range slices.Sorted(maps.Keys(r.query)) {
+		switch k {
+		case "allow_redirect", "timeout_ms":
+			continue // the Client's to set
+		case "width", "height", "method", "animated":
+			if r.thumbnail != nil {
+				continue // ThumbnailOptions says
+			}
+		}
+		for _, v := range r.query[k] {
+			q = append(q, url.QueryEscape(k)+"="+url.QueryEscape(v))
 		}
 	}
 	if allowRedirect {
@@ -178,8 +187,4 @@ func (c *Client) buildURL(r *request, api API, allowRedirect bool, timeoutMS int
 	}
 	u.RawQuery = strings.Join(q, "&")
 	return &u
-}
-
-func sortedKeys(m map[string]string) []string {
-	return slices.Sorted(maps.Keys(m))
 }

@@ -25,18 +25,18 @@ import (
 
 // result is what --json prints for one URI.
 type result struct {
-	URI            string            `json:"uri"`
-	OK             bool              `json:"ok"`
-	Path           string            `json:"path"`
-	Bytes          int64             `json:"bytes"`
-	SHA256         string            `json:"sha256"`
-	ContentType    string            `json:"content_type"`
-	Hops           []mediaclient.Hop `json:"hops"`
-	Fallback       bool              `json:"fallback"`
-	FallbackReason string            `json:"fallback_reason,omitempty"`
-	Skipped        bool              `json:"skipped,omitempty"`
-	Error          string            `json:"error,omitempty"`
-	ErrCode        string            `json:"errcode,omitempty"`
+	URI            string `json:"uri"`
+	OK             bool   `json:"ok"`
+	Path           string `json:"path"`
+	Bytes          int64  `json:"bytes"`
+	SHA256         string `json:"sha256"`
+	ContentType    string `json:"content_type"`
+	Hops           []hop  `json:"hops"`
+	Fallback       bool   `json:"fallback"`
+	FallbackReason string `json:"fallback_reason,omitempty"`
+	Skipped        bool   `json:"skipped,omitempty"`
+	Error          string `json:"error,omitempty"`
+	ErrCode        string `json:"errcode,omitempty"`
 }
 
 // MarshalJSON writes every documented key, with null for what is unknown (no path for a failed
@@ -50,21 +50,21 @@ func (r result) MarshalJSON() ([]byte, error) {
 	}
 	hops := r.Hops
 	if hops == nil {
-		hops = []mediaclient.Hop{}
+		hops = []hop{}
 	}
 	return json.Marshal(struct {
-		URI            string            `json:"uri"`
-		OK             bool              `json:"ok"`
-		Path           *string           `json:"path"`
-		Bytes          int64             `json:"bytes"`
-		SHA256         *string           `json:"sha256"`
-		ContentType    *string           `json:"content_type"`
-		Hops           []mediaclient.Hop `json:"hops"`
-		Fallback       bool              `json:"fallback"`
-		FallbackReason *string           `json:"fallback_reason"`
-		Skipped        bool              `json:"skipped"`
-		Error          *string           `json:"error"`
-		ErrCode        *string           `json:"errcode"`
+		URI            string  `json:"uri"`
+		OK             bool    `json:"ok"`
+		Path           *string `json:"path"`
+		Bytes          int64   `json:"bytes"`
+		SHA256         *string `json:"sha256"`
+		ContentType    *string `json:"content_type"`
+		Hops           []hop   `json:"hops"`
+		Fallback       bool    `json:"fallback"`
+		FallbackReason *string `json:"fallback_reason"`
+		Skipped        bool    `json:"skipped"`
+		Error          *string `json:"error"`
+		ErrCode        *string `json:"errcode"`
 	}{r.URI, r.OK, str(r.Path), r.Bytes, str(r.SHA256), str(r.ContentType), hops, r.Fallback, str(r.FallbackReason), r.Skipped, str(r.Error), str(r.ErrCode)})
 }
 
@@ -78,7 +78,7 @@ func (r *result) fail(err error) *result {
 	var me *mediaclient.Error
 	if errors.As(err, &me) {
 		if len(me.Hops) > 0 && len(r.Hops) == 0 {
-			r.Hops = me.Hops
+			r.Hops = hopsJSON(me.Hops)
 		}
 		if me.URI == r.URI {
 			err = me.Err
@@ -231,8 +231,14 @@ func (d *downloader) one(ctx context.Context, raw string) *result {
 		return r.fail(err)
 	}
 	defer m.Close()
-	r.ContentType, r.Hops, r.Fallback, r.FallbackReason = m.ContentType, m.Hops, m.Fallback != "", m.Fallback
-	d.verbose(raw, m.Hops)
+	r.ContentType, r.Hops = m.ContentType, hopsJSON(m.Hops())
+	if fb := m.Fallbacks(); len(fb) > 0 {
+		r.Fallback, r.FallbackReason = true, string(fb[0])
+		for _, f := range fb[1:] {
+			r.FallbackReason += "; " + string(f)
+		}
+	}
+	d.verbose(raw, m.Hops())
 
 	src, err := d.source(m)
 	if err != nil {
@@ -253,7 +259,7 @@ func (d *downloader) one(ctx context.Context, raw string) *result {
 		} else {
 			n, err = io.Copy(d.stdout, src)
 		}
-		r.Bytes, r.Hops = n, m.Hops
+		r.Bytes, r.Hops = n, hopsJSON(m.Hops())
 		if err != nil {
 			return r.fail(err)
 		}
@@ -286,7 +292,7 @@ func (d *downloader) one(ctx context.Context, raw string) *result {
 		n, err = writeAtomic(path, io.MultiWriter(sum, tr), src, o.clobber)
 	}
 	tr.done(err == nil)
-	r.Bytes, r.Hops = n, m.Hops // a resumed body added hops
+	r.Bytes, r.Hops = n, hopsJSON(m.Hops()) // a resumed body added hops
 	if err != nil {
 		return r.fail(err)
 	}
@@ -341,6 +347,29 @@ func (d *downloader) verbose(uri string, hops []mediaclient.Hop) {
 		}
 		d.pr.printf("mxfetch: %s: hop %d: %d %s credentials=%s\n", uri, i+1, h.Status, h.Origin, creds)
 	}
+}
+
+// hop is a hop as --json prints it.
+type hop struct {
+	Step        string `json:"step"`
+	Attempt     int    `json:"attempt"`
+	Method      string `json:"method"`
+	Origin      string `json:"origin"`
+	Path        string `json:"path"`
+	Status      int    `json:"status"`
+	Credentials bool   `json:"credentials"`
+	Error       string `json:"error,omitempty"`
+}
+
+func hopsJSON(hops []mediaclient.Hop) []hop {
+	out := make([]hop, len(hops))
+	for i, h := range hops {
+		out[i] = hop{Step: string(h.Step), Attempt: h.Attempt, Method: h.Method, Origin: h.Origin, Path: h.Path, Status: h.Status, Credentials: h.Credentials}
+		if h.Err != nil {
+			out[i].Error = h.Err.Error()
+		}
+	}
+	return out
 }
 
 func hopsOf(err error) []mediaclient.Hop {

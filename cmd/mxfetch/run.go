@@ -97,7 +97,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.api, "api", "auto", "")
 	fs.BoolVar(&o.noRedirect, "no-redirect", false, "")
 	fs.IntVar(&o.maxRedirects, "max-redirects", mediaclient.DefaultMaxRedirects, "")
-	fs.IntVar(&o.retries, "retries", mediaclient.DefaultRetryMax, "")
+	fs.IntVar(&o.retries, "retries", mediaclient.DefaultMaxRetries, "")
 	fs.StringVar(&o.maxSize, "max-size", "", "")
 	fs.BoolVar(&o.json, "json", false, "")
 	fs.IntVar(&o.jobs, "j", 4, "")
@@ -373,14 +373,14 @@ func (o *options) client() (*mediaclient.Client, error) {
 		transport = t
 	}
 	return mediaclient.New(mediaclient.Options{
-		Transport:       transport,
-		HomeserverURL:   o.homeserver,
-		AccessToken:     o.token,
-		UserAgent:       "mxfetch/" + mediaclient.Version,
-		API:             mediaclient.API(o.api),
-		NoRedirectParam: o.noRedirect,
-		MaxRedirects:    maxRedirects,
-		RetryMax:        retries,
-		MaxSize:         o.maxSizeBytes,
+		Transport:            transport,
+		HomeserverURL:        o.homeserver,
+		AccessToken:          o.token,
+		UserAgent:            "mxfetch/" + mediaclient.Version,
+		API:                  mediaclient.API(o.api),
+		DisableRedirectParam: o.noRedirect,
+		MaxRedirects:         maxRedirects,
+		MaxRetries:           retries,
+		MaxSize:              o.maxSizeBytes,
 	})
 }

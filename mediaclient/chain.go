@@ -1,7 +1,6 @@
 package mediaclient
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,11 +8,14 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/net/idna"
+
+	"github.com/mxfetch/mxfetch/internal/filename"
 )
 
-// This file holds the redirect loop. Go's http.Client is not used to follow redirects: it forwards
+// This file holds the redirect chain: one request per hop. Go's http.Client is not used to follow redirects: it forwards
 // credentials to subdomains, to other ports and over an https→http switch. Each hop is a request of
 // its own, and credentials go only where rule 4 of the design allows: the homeserver's exact origin,
 // and only until the chain has left it.
@@ -108,7 +110,39 @@ func resolveLocation(cur *url.URL, values []string) (*url.URL, error) {
 	if next.Hostname() == "" {
 		return nil, &RedirectError{Reason: "no host in Location", Location: redacted}
 	}
+	if numericHost(next.Hostname()) {
+		return nil, &RedirectError{Reason: "host is a number but not an IP address in standard form", Location: redacted}
+	}
 	return next, nil
+}
+
+// numericHost reports whether host is one that a browser (the WHATWG URL parser) or a proxy would
+// read as an IPv4 address but Go does not: "2130706433", "0x7f.1", "127.1", "0177.0.0.1". Such
+// hosts are refused, so that no component reads the target differently from the guard.
+func numericHost(host string) bool {
+	if _, err := netip.ParseAddr(host); err == nil {
+		return false // standard form (netip refuses leading zeros)
+	}
+	host = strings.TrimSuffix(host, ".")
+	last := host[strings.LastIndexByte(host, '.')+1:]
+	if last == "" {
+		return false
+	}
+	if h, ok := strings.CutPrefix(strings.ToLower(last), "0x"); ok {
+		last = h
+		for _, c := range last {
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+				return false
+			}
+		}
+		return true
+	}
+	for _, c := range last {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // redactURL renders u without userinfo, query or fragment, for errors and logs: signed URLs carry
@@ -132,74 +166,54 @@ func isFollowed(status int) bool {
 	return false
 }
 
-// reResolveStatus reports whether a CDN answer means the redirect target went stale, so that the
-// homeserver is asked again for a fresh one.
-func reResolveStatus(status int) bool {
-	switch status {
-	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusGone:
-		return true
-	}
-	return false
-}
-
-// Hop is one response received while fetching a media item.
+// Hop is one request sent while fetching a media item, and what came of it.
 type Hop struct {
-	// Status is the HTTP status code of the response.
-	Status int `json:"status"`
-	// Origin is scheme://host[:port] of the server that answered.
-	Origin string `json:"origin"`
+	// Step says why the request was sent.
+	Step Step
+	// Attempt is the try of the chain this hop belongs to: 0 for the first, n for the nth retry.
+	Attempt int
+	// Method is the request method (GET).
+	Method string
+	// Origin is scheme://host[:port] of the server asked.
+	Origin string
+	// Path is the request's escaped path, without the query (which may hold a signature).
+	Path string
+	// Status is the HTTP status code of the answer, or 0 when there was none (Err says why).
+	Status int
 	// Credentials reports whether the request carried the access token or other credentials.
-	Credentials bool `json:"credentials"`
+	Credentials bool
+	// Err is why there was no answer (a connection error, a stall, a refused address), or nil.
+	Err error
 }
 
-// trace collects the hops of one call. It travels in the request context, through the retry layer,
-// to the redirect loop.
-type trace struct {
-	hops []Hop
-	// final is the origin of the last response.
-	final origin
-}
-
-type traceKey struct{}
-
-func traceFrom(ctx context.Context) *trace {
-	t, _ := ctx.Value(traceKey{}).(*trace)
-	return t
-}
-
-// chain is the http.RoundTripper that runs a whole redirect chain: the retry layer above it starts
-// the chain again at the homeserver on every attempt, since redirect targets are often short-lived
-// signed URLs.
-type chain struct {
-	c *Client
-}
-
-// RoundTrip follows the redirects of req, which must be addressed to the homeserver.
-func (ch chain) RoundTrip(req *http.Request) (*http.Response, error) {
-	c := ch.c
+// RoundTrip runs one whole redirect chain for req, which must be addressed to the homeserver: it is
+// the transport of the download's go-retryablehttp client, which starts it again at the homeserver
+// on every retry, since redirect targets are often short-lived signed URLs. Credentials go only to the
+// homeserver's exact origin, and only until the chain has left it.
+func (d *download) RoundTrip(req *http.Request) (*http.Response, error) {
+	c := d.c
 	ctx := req.Context()
-	tr := traceFrom(ctx)
-	if tr == nil {
-		tr = &trace{}
-	}
-	home := originOf(c.base)
+	key := d.cacheKey
 	cur := req.URL
 	left := false // the chain has left the homeserver's origin
 	redirects := 0
 	reResolved := false
-	key := cacheKeyFrom(ctx)
+	step := d.step
+	if d.attempt > 0 {
+		step = StepRetry
+	}
 	cached := c.cache.get(key) // a remembered 308 target: start there
 	if cached != nil {
-		cur = cached
+		cur, step = cached, StepCached
 	}
 	var permanent *url.URL // where the leading 308s of this chain led
 	allPermanent := true
-	restart := func() {
-		cur, left, redirects, permanent, allPermanent = req.URL, false, 0, nil, true
+	restart := func(s Step) {
+		cur, left, redirects, permanent, allPermanent, step = req.URL, false, 0, nil, true, s
 	}
 	for {
 		o := originOf(cur)
-		if o != home {
+		if o != c.home {
 			left = true
 		}
 		creds := !left
@@ -207,21 +221,28 @@ func (ch chain) RoundTrip(req *http.Request) (*http.Response, error) {
 		hopReq.URL, hopReq.Host = cur, ""
 		if !creds {
 			for _, h := range c.credentialHeaders {
-				hopReq.Header.Del(h)
+				delete(hopReq.Header, h)
 			}
 		}
-		hopReq.Header.Del("Referer")
-		hopReq, err := c.guardHop(hopReq, o == home)
+		delete(hopReq.Header, "Referer")
+		hop := Hop{Step: step, Attempt: d.attempt, Method: hopReq.Method, Origin: o.String(), Path: cur.EscapedPath(), Credentials: creds && c.hasCredentials(hopReq.Header)}
+		hopReq, err := c.guardHop(hopReq, o == c.home)
 		var resp *http.Response
 		if err == nil {
-			resp, err = c.transport.RoundTrip(hopReq)
+			wait := time.Duration(0)
+			if o == c.home {
+				wait = d.serverWait
+			}
+			resp, err = c.exchange(hopReq, wait)
 		}
 		if resp != nil {
-			tr.hops = append(tr.hops, Hop{Status: resp.StatusCode, Origin: o.String(), Credentials: creds && c.hasCredentials(hopReq.Header)})
-			tr.final = o
+			hop.Status = resp.StatusCode
+			d.final = o
+		} else {
+			hop.Err = err
 		}
-		if cached != nil {
-			cached = nil
+		d.hops = append(d.hops, hop)
+		if step == StepCached {
 			if err != nil || resp.StatusCode < 200 || resp.StatusCode >= 400 {
 				// The remembered target failed: forget it and ask the homeserver.
 				c.debug(ctx, "remembered redirect target failed; asking the homeserver")
@@ -229,7 +250,7 @@ func (ch chain) RoundTrip(req *http.Request) (*http.Response, error) {
 					drain(resp)
 				}
 				c.cache.remove(key)
-				restart()
+				restart(StepRequest)
 				continue
 			}
 		}
@@ -237,11 +258,11 @@ func (ch chain) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 		if left && !reResolved && reResolveStatus(resp.StatusCode) {
-			// A stale or refused CDN URL: ask the homeserver once more for a fresh one.
+			// A stale or refused target URL: ask the homeserver once more for a fresh one.
 			c.debug(ctx, "re-resolving through the homeserver", "status", resp.StatusCode, "origin", o.String())
 			drain(resp)
 			reResolved = true
-			restart()
+			restart(StepReResolve)
 			continue
 		}
 		if !isFollowed(resp.StatusCode) {
@@ -255,6 +276,9 @@ func (ch chain) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, fmt.Errorf("%w (more than %d)", ErrTooManyRedirects, c.maxRedirects)
 		}
 		next, err := resolveLocation(cur, resp.Header.Values("Location"))
+		if name := filename.FromContentDisposition(resp.Header.Get("Content-Disposition")); name != "" {
+			d.disposition = name
+		}
 		drain(resp)
 		if err != nil {
 			return nil, err
@@ -269,13 +293,13 @@ func (ch chain) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		redirects++
 		c.debug(ctx, "following redirect", "status", resp.StatusCode, "to", redactURL(next))
-		cur = next
+		cur, step = next, StepRedirect
 	}
 }
 
 func (c *Client) hasCredentials(h http.Header) bool {
 	for _, k := range c.credentialHeaders {
-		if h.Get(k) != "" {
+		if len(h[k]) > 0 {
 			return true
 		}
 	}

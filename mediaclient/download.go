@@ -1,0 +1,421 @@
+package mediaclient
+
+// This file holds the public download methods and the download: one object per call that owns
+// everything about that call — the endpoint family and parameter decision, the fallbacks taken, the
+// hops, the cache key, the deadline — and runs the fallback loop around go-retryablehttp. The
+// redirect chain (one request per hop) is its RoundTrip, in chain.go; the resuming body is in
+// resume.go; the decisions themselves are in fallback.go.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+	"maunium.net/go/mautrix/id"
+)
+
+// DownloadOptions are the optional arguments of Download.
+type DownloadOptions struct {
+	// FileName asks the server to name the file: the /{fileName} form of the download endpoint.
+	FileName string
+	// MaxSize overrides Options.MaxSize for this call when non-zero.
+	MaxSize int64
+	// Offset asks for the media from this byte on (a Range request), to finish a partial copy.
+	// Media.Offset says where the body really starts: Offset when the server resumed there (or sent
+	// the whole media with the IfRange validator, which is then skipped), 0 when it sent the media
+	// anew.
+	Offset int64
+	// IfRange is the validator (ETag or Last-Modified) of the partial copy: the server resumes only
+	// if the media still has it. Without it, a 206 that starts at Offset is taken (the bytes behind an
+	// mxc URI never change), and a 200 counts as the whole media anew.
+	IfRange string
+	// Query holds extra query parameters for the homeserver request. allow_redirect and timeout_ms
+	// are the Client's to set and are ignored here.
+	Query url.Values
+}
+
+// ThumbnailOptions are the arguments of Thumbnail.
+type ThumbnailOptions struct {
+	// Width and Height are the desired size in pixels; both must be positive.
+	Width, Height int
+	// Method is "crop", "scale" or "" (none sent).
+	Method string
+	// Animated asks for an animated thumbnail (spec v1.11).
+	Animated bool
+	// MaxSize overrides Options.MaxSize for this call when non-zero.
+	MaxSize int64
+	// Query holds extra query parameters, as in DownloadOptions.
+	Query url.Values
+}
+
+// maxThumbnailSide bounds the thumbnail size a caller may ask for.
+const maxThumbnailSide = 1 << 16
+
+// Download fetches a media item. At most one DownloadOptions may be given. The caller must Close the
+// returned Media.
+func (c *Client) Download(ctx context.Context, uri id.ContentURI, opts ...DownloadOptions) (*Media, error) {
+	r, err := c.downloadRequest(uri, opts)
+	if err != nil {
+		return nil, err
+	}
+	return c.start(ctx, r)
+}
+
+// Thumbnail fetches a thumbnail of a media item. The caller must Close the returned Media.
+func (c *Client) Thumbnail(ctx context.Context, uri id.ContentURI, opts ThumbnailOptions) (*Media, error) {
+	r, err := c.thumbnailRequest(uri, opts)
+	if err != nil {
+		return nil, err
+	}
+	return c.start(ctx, r)
+}
+
+// DownloadURL returns the URL that Download would request first (with the endpoint family chosen as
+// Download would choose it), for a browser or a player. It carries no access token; on client v1 the
+// request needs one.
+func (c *Client) DownloadURL(ctx context.Context, uri id.ContentURI, opts ...DownloadOptions) (string, error) {
+	r, err := c.downloadRequest(uri, opts)
+	if err != nil {
+		return "", err
+	}
+	api := c.api(ctx)
+	return c.buildURL(r, api, c.sendParam(api), c.timeoutMS(time.Time{})).String(), nil
+}
+
+// ThumbnailURL returns the URL that Thumbnail would request first.
+func (c *Client) ThumbnailURL(ctx context.Context, uri id.ContentURI, opts ThumbnailOptions) (string, error) {
+	r, err := c.thumbnailRequest(uri, opts)
+	if err != nil {
+		return "", err
+	}
+	api := c.api(ctx)
+	return c.buildURL(r, api, c.sendParam(api), c.timeoutMS(time.Time{})).String(), nil
+}
+
+func (c *Client) downloadRequest(uri id.ContentURI, opts []DownloadOptions) (*request, error) {
+	fail := func(err error) (*request, error) {
+		return nil, &Error{Op: "download", URI: uri.String(), Err: err}
+	}
+	if len(opts) > 1 {
+		return fail(fmt.Errorf("%w: more than one DownloadOptions", ErrInvalidArgument))
+	}
+	var o DownloadOptions
+	if len(opts) == 1 {
+		o = opts[0]
+	}
+	if err := ValidateURI(uri); err != nil {
+		return fail(err)
+	}
+	if o.FileName == "." || o.FileName == ".." || strings.ContainsAny(o.FileName, "/\x00") {
+		return fail(fmt.Errorf("%w: file name %q", ErrInvalidArgument, o.FileName))
+	}
+	if o.MaxSize < 0 {
+		return fail(fmt.Errorf("%w: negative size limit", ErrInvalidArgument))
+	}
+	if o.Offset < 0 {
+		return fail(fmt.Errorf("%w: negative offset", ErrInvalidArgument))
+	}
+	if strings.ContainsAny(o.IfRange, "\r\n") {
+		return fail(fmt.Errorf("%w: If-Range holds a line break", ErrInvalidArgument))
+	}
+	return &request{uri: uri, fileName: o.FileName, query: o.Query, offset: o.Offset, ifRange: o.IfRange, limit: c.limit(o.MaxSize)}, nil
+}
+
+func (c *Client) thumbnailRequest(uri id.ContentURI, o ThumbnailOptions) (*request, error) {
+	fail := func(err error) (*request, error) {
+		return nil, &Error{Op: "thumbnail", URI: uri.String(), Err: err}
+	}
+	if err := ValidateURI(uri); err != nil {
+		return fail(err)
+	}
+	if o.Width <= 0 || o.Height <= 0 || o.Width > maxThumbnailSide || o.Height > maxThumbnailSide {
+		return fail(fmt.Errorf("%w: thumbnail size %dx%d", ErrInvalidArgument, o.Width, o.Height))
+	}
+	if o.Method != "" && o.Method != "crop" && o.Method != "scale" {
+		return fail(fmt.Errorf("%w: thumbnail method %q (want crop or scale)", ErrInvalidArgument, o.Method))
+	}
+	if o.MaxSize < 0 {
+		return fail(fmt.Errorf("%w: negative size limit", ErrInvalidArgument))
+	}
+	return &request{uri: uri, thumbnail: &o, query: o.Query, limit: c.limit(o.MaxSize)}, nil
+}
+
+func (c *Client) limit(override int64) int64 {
+	if override > 0 {
+		return override
+	}
+	return c.opts.MaxSize
+}
+
+// download is one call: it owns every piece of that call's state. Nothing of it is shared with other
+// calls; the Client it points to is read-only but for what it learns about the homeserver.
+type download struct {
+	c      *Client
+	r      *request
+	ctx    context.Context // the call's context, bounded by Options.Timeout; the body reads under it
+	cancel context.CancelFunc
+
+	// The plan, and how it changed.
+	api       API
+	param     bool // allow_redirect=true is sent
+	probing   bool // the parameter was just dropped after a rejection
+	fallbacks []Fallback
+
+	// The request on its way.
+	cacheKey   string        // key of the 308 cache for the current request
+	serverWait time.Duration // the timeout_ms the homeserver was given
+	step       Step          // why the next request goes out
+	attempt    int           // which try of the chain is running (0 the first)
+
+	// What happened.
+	hops        []Hop
+	final       origin // the origin of the last response
+	disposition string // the file name a redirect answer gave, if any
+
+	retry *retryablehttp.Client
+}
+
+// newDownload returns a download for r. Its context is ctx bounded by Options.Timeout; the caller
+// must call d.cancel when done with it.
+func (c *Client) newDownload(ctx context.Context, r *request) *download {
+	d := &download{c: c, r: r, step: StepRequest}
+	if c.opts.Timeout > 0 {
+		d.ctx, d.cancel = context.WithTimeout(ctx, c.opts.Timeout)
+	} else {
+		d.ctx, d.cancel = context.WithCancel(ctx)
+	}
+	d.retry = &retryablehttp.Client{
+		HTTPClient: &http.Client{
+			Transport: d,
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse
+			},
+		},
+		RetryWaitMin:   c.opts.RetryWaitMin,
+		RetryWaitMax:   c.opts.RetryWaitMax,
+		RetryMax:       c.maxRetries,
+		CheckRetry:     c.checkRetry,
+		Backoff:        c.backoff,
+		ErrorHandler:   retryablehttp.PassthroughErrorHandler,
+		RequestLogHook: d.logAttempt,
+	}
+	return d
+}
+
+// start runs a call up to its first successful answer and returns the Media that streams it.
+func (c *Client) start(ctx context.Context, r *request) (*Media, error) {
+	api := c.api(ctx) // before the download: /versions is not a hop of it
+	d := c.newDownload(ctx, r)
+	d.api, d.param = api, c.sendParam(api)
+	resp, err := d.do(r.offset, r.ifRange)
+	if err != nil {
+		d.cancel()
+		return nil, d.fail(err)
+	}
+	m, err := newMedia(d, resp)
+	if err != nil {
+		d.cancel()
+		return nil, d.fail(err)
+	}
+	return m, nil
+}
+
+// fail wraps a cause in the call's *Error.
+func (d *download) fail(err error) error {
+	if ctx := d.ctx; ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		err = context.Cause(ctx)
+		if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: %w", ctx.Err(), err)
+		}
+	}
+	return &Error{Op: d.r.op(), URI: d.r.uri.String(), Err: err, Hops: d.hopsCopy()}
+}
+
+func (d *download) hopsCopy() []Hop {
+	if len(d.hops) == 0 {
+		return nil
+	}
+	return append([]Hop(nil), d.hops...)
+}
+
+// do asks for the media from offset on (a Range request when offset > 0, with If-Range when
+// ifRange is set) and runs the fallbacks until an answer of 2xx or a final error:
+//   - v1 answered 404/405 M_UNRECOGNIZED (APIAuto only): v3, remembered for the homeserver;
+//   - the homeserver rejected allow_redirect: the same request once without it, remembered when the
+//     request without it is not rejected in the same way;
+//   - a redirect refused by policy on v3: a plain request without allow_redirect;
+//   - the redirect target refused or kept failing on v3: a plain request without allow_redirect,
+//     which the spec obliges the homeserver to answer with the bytes;
+//   - 504 M_NOT_YET_UPLOADED: asked again until Options.UploadWait has passed.
+//
+// The error it returns is the bare cause; callers wrap it.
+func (d *download) do(offset int64, ifRange string) (*http.Response, error) {
+	c := d.c
+	var deadline time.Time
+	if c.opts.UploadWait > 0 {
+		deadline = time.Now().Add(c.opts.UploadWait)
+	}
+	for {
+		ms := c.timeoutMS(deadline)
+		d.serverWait = time.Duration(ms) * time.Millisecond
+		u := c.buildURL(d.r, d.api, d.param, ms).String()
+		h := c.header()
+		if offset > 0 {
+			h.Set("Range", "bytes="+strconv.FormatInt(offset, 10)+"-")
+			if ifRange != "" {
+				h.Set("If-Range", ifRange)
+			}
+		}
+		d.cacheKey = string(d.api) + " " + u
+		resp, err := d.send(u, h)
+		if err != nil {
+			if refusedRedirectFallback(d.api, d.param, err) {
+				d.fallback(FallbackRedirectRefused, err)
+				d.param = false
+				continue
+			}
+			return nil, err
+		}
+		status := resp.StatusCode
+		if status >= 200 && status < 300 {
+			if d.probing {
+				c.learned.paramRejected.Store(true)
+				d.probing = false
+			}
+			return resp, nil
+		}
+		code := errcode(resp)
+		fromHome := d.final == c.home
+		if d.probing && !rejectsParam(status, code) {
+			c.learned.paramRejected.Store(true)
+		}
+		d.probing = false
+		switch next := decide(d.api, c.opts.API, d.param, fromHome, status, code); {
+		case next == FallbackV1Unrecognized:
+			c.learned.noV1.Store(true)
+			d.api, d.param = APIV3, c.sendParam(APIV3)
+			d.fallback(next, nil)
+			drain(resp)
+			continue
+		case next == FallbackParamRejected:
+			d.param, d.probing = false, true
+			d.fallback(next, nil)
+			drain(resp)
+			continue
+		case next == FallbackTargetRefused:
+			d.param = false
+			d.fallback(next, fmt.Errorf("%s answered %d", d.final, status))
+			drain(resp)
+			continue
+		case status == http.StatusGatewayTimeout && code == MNotYetUploaded.ErrCode && time.Now().Before(deadline):
+			drain(resp)
+			if err := sleep(d.ctx, min(time.Second, time.Until(deadline))); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		var final error = c.httpError(resp)
+		if status >= 300 && status < 400 {
+			final = fmt.Errorf("%w %d: %w", ErrUnexpectedStatus, status, final)
+		}
+		if !fromHome {
+			final = fmt.Errorf("redirect target %s: %w", d.final, final)
+		}
+		return nil, final
+	}
+}
+
+// fallback records a step back from the plan.
+func (d *download) fallback(f Fallback, cause error) {
+	d.fallbacks = append(d.fallbacks, f)
+	d.step = StepFallback
+	if cause != nil {
+		d.c.debug(d.ctx, "falling back", "fallback", string(f), "cause", cause.Error())
+	} else {
+		d.c.debug(d.ctx, "falling back", "fallback", string(f))
+	}
+}
+
+// send runs one request, with retries, through the redirect chain. The error it returns is the
+// bare cause.
+func (d *download) send(u string, h http.Header) (*http.Response, error) {
+	req, err := retryablehttp.NewRequestWithContext(d.ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	if h != nil {
+		req.Header = h
+	}
+	d.attempt = 0
+	resp, err := d.retry.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, err
+	}
+	return resp, nil
+}
+
+// logAttempt is go-retryablehttp's hook before each attempt: it tells the chain which try it runs.
+func (d *download) logAttempt(_ retryablehttp.Logger, req *http.Request, attempt int) {
+	d.attempt = attempt
+	if attempt > 0 {
+		d.c.debug(req.Context(), "retrying", "attempt", attempt, "url", redactURL(req.URL))
+	}
+}
+
+// header returns the headers of a request to the homeserver: the caller's, the user agent and the
+// token.
+func (c *Client) header() http.Header {
+	h := make(http.Header, len(c.opts.Header)+2)
+	for k, v := range c.opts.Header {
+		h[k] = append([]string(nil), v...)
+	}
+	h.Set("User-Agent", c.opts.UserAgent)
+	if c.opts.AccessToken != "" {
+		h.Set("Authorization", "Bearer "+c.opts.AccessToken)
+	}
+	return h
+}
+
+// sendParam reports whether allow_redirect=true goes on a request to the given family.
+func (c *Client) sendParam(api API) bool {
+	switch {
+	case c.opts.DisableRedirectParam, c.learned.paramRejected.Load():
+		return false
+	case api == APIV1:
+		return !c.opts.DisableRedirectParamV1
+	}
+	return true
+}
+
+// timeoutMS is the timeout_ms to send, bounded by the upload-wait deadline when there is one.
+func (c *Client) timeoutMS(deadline time.Time) int64 {
+	if c.opts.ServerUploadWait < 0 {
+		return 0
+	}
+	d := c.opts.ServerUploadWait
+	if !deadline.IsZero() {
+		d = min(d, max(time.Until(deadline), time.Millisecond))
+	}
+	return max(d.Milliseconds(), 1)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
