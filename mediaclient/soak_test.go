@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/goleak"
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/mxfetch/mxfetch/mediaclient"
@@ -18,7 +19,9 @@ import (
 )
 
 // TestFaultSoak runs thousands of downloads at parallelism 64 against a server that resets
-// connections, answers 503 and 429, truncates bodies and hands out expired URLs. Every download ends
+// connections, answers 503 and 429, truncates and stalls bodies, answers ranges in chunks, serves
+// without validators and hands out expired URLs; a third of the items are encrypted attachments and
+// a tenth are downloaded with a size limit below their size. Every download ends
 // with the exact bytes or a typed error; no credential reaches an origin other than the homeserver;
 // no goroutine or file descriptor is left behind.
 func TestFaultSoak(t *testing.T) {
@@ -44,25 +47,48 @@ func TestFaultSoak(t *testing.T) {
 		{Faults: []testserver.Fault{{At: testserver.RoleCDN, Count: 1, Reset: true}}},
 		{Faults: []testserver.Fault{{Count: 1, Reset: true}}},
 		{ExpiredURLs: 1},
+		// Without validators (immutable media is resumed all the same), in ranges answered in chunks,
+		// stalled mid-body, and through permanent redirects remembered in the 308 cache.
+		{CDN: testserver.Serving{NoValidators: true}, Faults: []testserver.Fault{{At: testserver.RoleCDN, Count: 1, Truncate: true, Reset: true}}},
+		{CDN: testserver.Serving{RangeChunk: 4 << 10, NoValidators: true, IgnoreIfRange: true}, Faults: []testserver.Fault{{At: testserver.RoleCDN, Count: 1, Truncate: true}}},
+		{Faults: []testserver.Fault{{At: testserver.RoleCDN, Count: 1, Stall: testserver.StallBody, StallAfter: 512}}},
+		{Redirect: 308, Faults: []testserver.Fault{{At: testserver.RoleCDN, Count: 2, Truncate: true, Reset: true}}},
 		{Faults: []testserver.Fault{{At: testserver.RoleCDN, Status: 503}}}, // never recovers: a typed error
 	}
 	type item struct {
-		uri  id.ContentURI
-		sum  [32]byte
-		dead bool
+		uri       id.ContentURI
+		encrypted *event.EncryptedFileInfo // every fourth item is an encrypted attachment
+		limit     int64                    // a size limit below the media's size: ErrTooLarge
+		sum       [32]byte                 // of the plaintext
+		dead      bool
 	}
 	items := make([]item, n)
 	for i := range items {
 		b := faults[rng.IntN(len(faults))]
 		redirect, _ := testserver.ProfileBehavior(testserver.ProfileMediaRepo)
-		b.Redirect, b.V3Redirect, b.V1Redirect, b.CDNRejectsAuth = redirect.Redirect, redirect.V3Redirect, redirect.V1Redirect, true
+		if b.Redirect == 0 {
+			b.Redirect = redirect.Redirect
+		}
+		b.V3Redirect, b.V1Redirect, b.CDNRejectsAuth = redirect.V3Redirect, redirect.V1Redirect, true
 		data := content(1024+rng.IntN(32<<10), byte(i))
-		items[i] = item{uri: srv.AddMedia(data, testserver.MediaOptions{Behavior: &b}), sum: sha256.Sum256(data), dead: len(b.Faults) == 1 && b.Faults[0].Count == 0}
+		it := item{sum: sha256.Sum256(data), dead: len(b.Faults) == 1 && b.Faults[0].Count == 0}
+		switch i % 10 {
+		case 0, 4, 8:
+			it.encrypted = addEncrypted(srv, data, testserver.MediaOptions{Behavior: &b})
+		case 5:
+			it.uri, it.limit, it.dead = srv.AddMedia(data, testserver.MediaOptions{Behavior: &b}), int64(len(data)-1), true
+		default:
+			it.uri = srv.AddMedia(data, testserver.MediaOptions{Behavior: &b})
+		}
+		items[i] = it
 	}
 	tr := mediaclient.NewTransport()
 	c, err := mediaclient.New(mediaclient.Options{
 		HomeserverURL: srv.URL, AccessToken: srv.AccessToken, Transport: tr,
 		RetryWaitMin: time.Millisecond, RetryWaitMax: 2 * time.Millisecond, MaxRetryAfter: 5 * time.Millisecond,
+		// Long enough that a read starved of CPU under -race is not taken for a stall, short enough
+		// that the stalled items end quickly.
+		StallTimeout: time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -74,10 +100,21 @@ func TestFaultSoak(t *testing.T) {
 	for range parallel {
 		wg.Go(func() {
 			for i := range next {
-				got, _, err := fetch(t, c, items[i].uri)
+				it := items[i]
+				var m *mediaclient.Media
+				var err error
+				switch {
+				case it.encrypted != nil:
+					m, err = c.DownloadEncrypted(t.Context(), it.encrypted)
+				default:
+					m, err = c.Download(t.Context(), it.uri, mediaclient.DownloadOptions{MaxSize: it.limit})
+				}
+				got, err := readAll(t, m, err)
 				mu.Lock()
 				switch {
-				case err == nil && sha256.Sum256(got) == items[i].sum:
+				case err == nil && it.dead:
+					t.Errorf("download %d: succeeded; want a typed error", i)
+				case err == nil && sha256.Sum256(got) == it.sum:
 					okCount++
 				case err == nil:
 					t.Errorf("download %d: wrong bytes", i)
@@ -114,7 +151,8 @@ func TestFaultSoak(t *testing.T) {
 func typed(err error) bool {
 	var e *mediaclient.Error
 	var he mautrix.HTTPError
-	return errors.As(err, &e) && (errors.As(err, &he) || errors.Is(err, mediaclient.ErrTruncated) || errors.Is(err, mediaclient.ErrRedirectRefused) || errors.Is(err, mediaclient.ErrTooManyRedirects))
+	return errors.As(err, &e) && (errors.As(err, &he) || errors.Is(err, mediaclient.ErrTruncated) || errors.Is(err, mediaclient.ErrTooLarge) ||
+		errors.Is(err, mediaclient.ErrRedirectRefused) || errors.Is(err, mediaclient.ErrTooManyRedirects))
 }
 
 func openFDs(t *testing.T) int {
