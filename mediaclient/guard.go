@@ -21,7 +21,7 @@ import (
 
 // ErrPrivateAddress: a redirect led to an address in a special-purpose range that the homeserver is
 // not in. The *AddressError that wraps it names the address. It also matches ErrRedirectRefused.
-var ErrPrivateAddress = errors.New("mediaclient: redirect to a private address")
+var ErrPrivateAddress = errors.New("redirect to a private address")
 
 // AddressError says which address a redirect was refused for.
 type AddressError struct {
