@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/mxfetch/mxfetch/internal/leakcheck"
 	"github.com/mxfetch/mxfetch/mediaclient"
 	"github.com/mxfetch/mxfetch/testserver"
 )
@@ -244,7 +244,7 @@ func TestFileNameInPath(t *testing.T) {
 
 // TestParallel runs 100 downloads through redirects at once on one Client.
 func TestParallel(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	leakcheck.Check(t)
 	srv := testserver.New(t, testserver.Config{Profile: testserver.ProfileMediaRepo})
 	tr := mediaclient.NewTransport()
 	c := newClient(t, srv, mediaclient.Options{Transport: tr})

@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/mxfetch/mxfetch/internal/leakcheck"
 	"github.com/mxfetch/mxfetch/mediaclient"
 	"github.com/mxfetch/mxfetch/testserver"
 )
@@ -29,7 +29,7 @@ func TestFaultSoak(t *testing.T) {
 	if testing.Short() {
 		n = 500
 	}
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	leakcheck.Check(t)
 	fdsBefore := openFDs(t)
 
 	srv, err := testserver.Start(testserver.Config{Profile: testserver.ProfileMediaRepo})
