@@ -3,6 +3,7 @@ package mxfetch_test
 import (
 	"bytes"
 	"go/version"
+	"io/fs"
 	"maps"
 	"os"
 	"os/exec"
@@ -114,5 +115,64 @@ func TestConsumerModuleGraph(t *testing.T) {
 	}
 	if own := goLines[self]; version.Compare(own, newest) > 0 {
 		t.Errorf("go.mod says %s; the modules mediaclient uses need only %s (a user's go line is raised to ours)", own, newest)
+	}
+}
+
+// TestFuzzCorporaFound checks that every seed corpus under a testdata/fuzz directory sits where go test
+// finds it: testdata/fuzz/FuzzName/ beside a test file that declares FuzzName. A corpus anywhere else
+// is never run, and nothing says so.
+func TestFuzzCorporaFound(t *testing.T) {
+	corpora := 0
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		if d.Name() == ".git" {
+			return filepath.SkipDir
+		}
+		if d.Name() != "fuzz" || filepath.Base(filepath.Dir(path)) != "testdata" {
+			return nil
+		}
+		pkg := filepath.Dir(filepath.Dir(path))
+		tests, err := filepath.Glob(filepath.Join(pkg, "*_test.go"))
+		if err != nil {
+			return err
+		}
+		var src []byte
+		for _, f := range tests {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return err
+			}
+			src = append(src, b...)
+		}
+		entries, err := os.ReadDir(path)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			corpus := filepath.Join(path, e.Name())
+			if !e.IsDir() || !bytes.Contains(src, []byte("func "+e.Name()+"(f *testing.F)")) {
+				t.Errorf("%s: no test in %s declares func %s(f *testing.F), so go test never reads it", corpus, pkg, e.Name())
+				continue
+			}
+			files, err := os.ReadDir(corpus)
+			if err != nil {
+				return err
+			}
+			for _, f := range files {
+				if f.IsDir() {
+					t.Errorf("%s: go test reads only the files directly in a corpus directory", filepath.Join(corpus, f.Name()))
+				}
+			}
+			corpora++
+		}
+		return filepath.SkipDir
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if corpora == 0 {
+		t.Error("found no seed corpus at all")
 	}
 }
