@@ -6,22 +6,19 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mxfetch/mxfetch/internal/testbin"
 )
+
+func TestMain(m *testing.M) { testbin.Main(m) }
 
 // TestShortRun runs the whole benchmark with tiny sizes so that the program cannot rot: every client
 // (curl only when installed) downloads the large file and the small files, plain and TLS, and the
 // table, JSON and chart are written.
 func TestShortRun(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds binaries")
-	}
 	// The children are this program: build it so that os.Executable is the real thing.
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "mxfetch-bench")
-	if out, err := runCmd("go", "build", "-o", bin, "."); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	out := filepath.Join(dir, "out")
+	bin := testbin.Build(t)
+	out := filepath.Join(t.TempDir(), "out")
 	stdout, err := runCmd(bin, "-large", "2M", "-files", "40", "-file-size", "4096", "-parallel", "4", "-rounds", "1", "-out", out)
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, stdout)

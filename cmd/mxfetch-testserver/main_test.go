@@ -13,19 +13,17 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/mxfetch/mxfetch/internal/testbin"
 )
+
+func TestMain(m *testing.M) { testbin.Main(m) }
 
 // TestProgram builds the program, starts it with a preloaded file, downloads the file through the
 // printed URLs and stops it with SIGTERM.
 func TestProgram(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a binary")
-	}
+	bin := testbin.Build(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "mxfetch-testserver")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
 	media := filepath.Join(dir, "media")
 	os.Mkdir(media, 0o755)
 	content := bytes.Repeat([]byte("preloaded "), 500)

@@ -2,27 +2,23 @@ package main
 
 import (
 	"bytes"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/creack/pty"
 
+	"github.com/mxfetch/mxfetch/internal/testbin"
 	"github.com/mxfetch/mxfetch/testserver"
 )
 
 // TestProgressOnTerminal runs the built binary under a pseudo-terminal and checks that the progress
 // bar renders and the summary line closes the run.
 func TestProgressOnTerminal(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a binary")
-	}
-	bin := buildBinary(t)
+	bin := testbin.Build(t)
 	srv := testserver.New(t, testserver.Config{Behavior: &testserver.Behavior{SlowBody: 2e6}})
 	uri := srv.AddMedia(bytes.Repeat([]byte("p"), 2<<20), testserver.MediaOptions{FileName: "big.bin"})
 	dir := t.TempDir()
@@ -49,48 +45,12 @@ func TestProgressOnTerminal(t *testing.T) {
 	}
 }
 
-// buildBinary builds the command once per test run.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "mxfetch-test-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtDir = dir
-		binPath = filepath.Join(dir, "mxfetch")
-		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
-var (
-	buildOnce         sync.Once
-	binPath, builtDir string
-	buildErr          error
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if builtDir != "" {
-		os.RemoveAll(builtDir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m) }
 
 // TestSystemRoots: the CLI trusts the system pool, so SSL_CERT_FILE makes a private CA work (and
 // without it the certificate is refused).
 func TestSystemRoots(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a binary")
-	}
-	bin := buildBinary(t)
+	bin := testbin.Build(t)
 	srv := testserver.New(t, testserver.Config{Profile: testserver.ProfileSynapse, TLS: true})
 	uri := srv.AddMedia([]byte("over tls"), testserver.MediaOptions{})
 	cert := filepath.Join(t.TempDir(), "ca.pem")
