@@ -3,6 +3,7 @@ package mediaclient_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -178,11 +179,30 @@ func TestRetries(t *testing.T) {
 		}
 	})
 	t.Run("retry_after_ms capped", func(t *testing.T) {
+		// The server asks for an hour; the client must wait the cap, and a client that does not
+		// cap fails at the deadline instead of hanging.
+		const limit = 50 * time.Millisecond
 		srv, c := setup(t, testserver.Config{Behavior: &testserver.Behavior{Faults: []testserver.Fault{{Count: 1, Status: 429, RetryAfterMS: 3_600_000}}}},
-			mediaclient.Options{API: mediaclient.APIV3, MaxRetryAfter: 20 * time.Millisecond})
+			mediaclient.Options{API: mediaclient.APIV3, MaxRetryAfter: limit})
 		uri := srv.AddMedia([]byte("capped"), testserver.MediaOptions{})
-		if got, _, err := fetch(t, c, uri); err != nil || string(got) != "capped" {
-			t.Fatal(got, err)
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		m, err := c.Download(ctx, uri)
+		if err != nil {
+			t.Fatalf("download: %v (the wait was not capped at %v)", err, limit)
+		}
+		got, err := io.ReadAll(m)
+		m.Close()
+		if err != nil || string(got) != "capped" {
+			t.Fatalf("body %q, %v; want \"capped\"", got, err)
+		}
+		reqs := srv.Requests()
+		if len(reqs) != 2 {
+			t.Fatalf("%d requests; want the 429 and one retry", len(reqs))
+		}
+		// The gap between the requests holds the wait and two exchanges on loopback.
+		if gap := reqs[1].Time.Sub(reqs[0].Time); gap < limit || gap > limit+time.Second {
+			t.Errorf("retried after %v; want the cap, %v", gap, limit)
 		}
 	})
 	t.Run("Retry-After 3600 and a cancelled context", func(t *testing.T) {

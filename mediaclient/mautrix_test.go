@@ -9,18 +9,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/crypto/attachment"
 	"maunium.net/go/mautrix/event"
-	"maunium.net/go/mautrix/federation"
 	"maunium.net/go/mautrix/id"
-	"maunium.net/go/mautrix/mediaproxy"
 
 	"github.com/mxfetch/mxfetch/mediaclient"
 	"github.com/mxfetch/mxfetch/testserver"
@@ -250,18 +245,8 @@ func TestMautrixWrapperAgainstMediaProxy(t *testing.T) {
 	cdn := testserver.New(t, testserver.Config{Profile: testserver.ProfileMediaRepo})
 	want := content(70_000, 8)
 	uri := cdn.AddMedia(want, testserver.MediaOptions{})
-	mp, err := mediaproxy.New("proxy.test", federation.GenerateSigningKey().SynapseString(),
-		func(ctx context.Context, mediaID string, params map[string]string) (mediaproxy.GetMediaResponse, error) {
-			return &mediaproxy.GetMediaResponseURL{URL: cdn.SignedURL(testserver.OriginCDN, mediaID), ExpiresAt: time.Now().Add(time.Hour)}, nil
-		})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	mp.RegisterRoutes(mux, zerolog.Nop())
-	proxy := httptest.NewServer(mux)
-	defer proxy.Close()
-	cli, err := mautrix.NewClient(proxy.URL, "", "proxy-token")
+	proxyURL, _ := startMediaProxy(t, cdn, testserver.OriginCDN)
+	cli, err := mautrix.NewClient(proxyURL, "", "proxy-token")
 	if err != nil {
 		t.Fatal(err)
 	}

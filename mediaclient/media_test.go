@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -106,20 +109,74 @@ func TestCancelMidBody(t *testing.T) {
 	m.Close()
 }
 
+// TestCloseEarlyReleases closes downloads of 4 MiB after their first 100 bytes: each Close must close
+// the connection (the rest of the body is not read to reuse it), so that the next download dials a
+// new one, and a read after Close must fail.
 func TestCloseEarlyReleases(t *testing.T) {
-	srv, c := setup(t, testserver.Config{Profile: testserver.ProfileSynapse}, mediaclient.Options{API: mediaclient.APIV3})
+	tr := mediaclient.NewTransport()
+	conns := trackConns(tr)
+	srv, c := setup(t, testserver.Config{Profile: testserver.ProfileSynapse}, mediaclient.Options{API: mediaclient.APIV3, Transport: tr})
 	uri := srv.AddMedia(content(4<<20, 2), testserver.MediaOptions{})
-	for range 20 {
+	const n = 20
+	for i := range n {
 		m, err := c.Download(t.Context(), uri)
 		if err != nil {
 			t.Fatal(err)
 		}
-		m.Read(make([]byte, 100))
+		if _, err := io.ReadFull(m, make([]byte, 100)); err != nil {
+			t.Fatalf("download %d: %v", i, err)
+		}
 		m.Close()
+		select {
+		case <-conns.closed:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("download %d: the connection is still open 5 s after Close", i)
+		}
 		if _, err := m.Read(make([]byte, 1)); err == nil {
-			t.Fatal("read after close succeeded")
+			t.Fatalf("download %d: read after close succeeded", i)
 		}
 	}
+	if open := conns.open.Load(); open != 0 {
+		t.Errorf("%d connections open after the last Close; want 0", open)
+	}
+	if got := srv.Connections(testserver.OriginHomeserver); got != n {
+		t.Errorf("the server accepted %d connections; want one per download, %d", got, n)
+	}
+}
+
+// connTracker counts the connections of a Transport that are open and reports each one closed.
+type connTracker struct {
+	open   atomic.Int64
+	closed chan struct{} // receives once per closed connection
+}
+
+// trackConns wraps tr's dialer so that the returned tracker sees every connection tr opens.
+func trackConns(tr *http.Transport) *connTracker {
+	ct := &connTracker{closed: make(chan struct{}, 1024)}
+	dial := tr.DialContext
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		ct.open.Add(1)
+		return &trackedConn{Conn: conn, tracker: ct}, nil
+	}
+	return ct
+}
+
+type trackedConn struct {
+	net.Conn
+	tracker *connTracker
+	once    sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.tracker.open.Add(-1)
+		c.tracker.closed <- struct{}{}
+	})
+	return c.Conn.Close()
 }
 
 func TestErrors(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,44 +16,71 @@ import (
 	"github.com/mxfetch/mxfetch/testserver"
 )
 
-// TestMautrixMediaProxy downloads through mautrix's mediaproxy, an independently written server that
-// answers client v1 downloads with 307 to a URL it is given: here a signed URL on a CDN origin of the
-// test server, which refuses requests carrying Authorization as S3 does.
-func TestMautrixMediaProxy(t *testing.T) {
-	cdn := testserver.New(t, testserver.Config{Profile: testserver.ProfileMediaRepo})
-	want := content(300_000, 42)
-	uri := cdn.AddMedia(want, testserver.MediaOptions{ContentType: "image/png"})
-
+// startMediaProxy starts mautrix's mediaproxy, an independently written server, as the homeserver
+// "proxy.test": it answers client v1 downloads with 307 to a signed URL for the same media ID at
+// origin of cdn (a CDN origin of the test server, which refuses requests carrying Authorization as
+// S3 does). It returns the proxy's URL and a function that reports the Authorization header of the
+// last request the proxy received.
+func startMediaProxy(t *testing.T, cdn *testserver.Server, origin testserver.OriginName) (proxyURL string, lastAuthorization func() string) {
+	t.Helper()
 	mp, err := mediaproxy.New("proxy.test", federation.GenerateSigningKey().SynapseString(),
 		func(ctx context.Context, mediaID string, params map[string]string) (mediaproxy.GetMediaResponse, error) {
-			return &mediaproxy.GetMediaResponseURL{
-				URL:       cdn.SignedURL(testserver.OriginCDNHost, mediaID),
-				ExpiresAt: time.Now().Add(time.Hour),
-			}, nil
+			return &mediaproxy.GetMediaResponseURL{URL: cdn.SignedURL(origin, mediaID), ExpiresAt: time.Now().Add(time.Hour)}, nil
 		})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
 	mp.RegisterRoutes(mux, zerolog.Nop())
-	var sawToken bool
+	var mu sync.Mutex
+	var auth string
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sawToken = r.Header.Get("Authorization") == "Bearer proxy-token"
+		mu.Lock()
+		auth = r.Header.Get("Authorization")
+		mu.Unlock()
 		mux.ServeHTTP(w, r)
 	}))
-	defer proxy.Close()
+	t.Cleanup(proxy.Close)
+	return proxy.URL, func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return auth
+	}
+}
 
-	c := newClient(t, cdn, mediaclient.Options{HomeserverURL: proxy.URL, AccessToken: "proxy-token", API: mediaclient.APIV1})
+// TestMautrixMediaProxy downloads through mautrix's mediaproxy: the token goes to the proxy only.
+func TestMautrixMediaProxy(t *testing.T) {
+	cdn := testserver.New(t, testserver.Config{Profile: testserver.ProfileMediaRepo})
+	want := content(300_000, 42)
+	uri := cdn.AddMedia(want, testserver.MediaOptions{ContentType: "image/png"})
+	proxyURL, lastAuthorization := startMediaProxy(t, cdn, testserver.OriginCDNHost)
+
+	c := newClient(t, cdn, mediaclient.Options{HomeserverURL: proxyURL, AccessToken: "proxy-token", API: mediaclient.APIV1})
 	uri.Homeserver = "proxy.test"
 	got, m, err := fetch(t, c, uri)
-	if err != nil || !sameBytes(got, want) {
-		t.Fatalf("got %d bytes, %v", len(got), err)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !sawToken || len(m.Hops()) != 2 || m.Hops()[0].Status != 307 || !m.Hops()[0].Credentials || m.Hops()[1].Credentials {
-		t.Errorf("hops %v, proxy saw token: %v", m.Hops(), sawToken)
+	if !sameBytes(got, want) {
+		t.Errorf("got %d bytes; want the %d bytes uploaded", len(got), len(want))
+	}
+	if auth := lastAuthorization(); auth != "Bearer proxy-token" {
+		t.Errorf("the proxy saw Authorization %q; want the token", auth)
+	}
+	if len(m.Hops()) != 2 {
+		t.Fatalf("hops %v; want 307 from the proxy, then 200 from the CDN", m.Hops())
+	}
+	if m.Hops()[0].Status != 307 || !m.Hops()[0].Credentials {
+		t.Errorf("first hop %+v; want 307 with credentials", m.Hops()[0])
+	}
+	if m.Hops()[1].Credentials {
+		t.Errorf("second hop %+v; want no credentials", m.Hops()[1])
 	}
 	reqs := cdn.RequestsTo(testserver.OriginCDNHost)
-	if len(reqs) != 1 || reqs[0].HasCredentials() {
-		t.Errorf("CDN requests %d, with credentials: %v", len(reqs), len(reqs) == 1 && reqs[0].HasCredentials())
+	if len(reqs) != 1 {
+		t.Fatalf("CDN requests: %d; want 1", len(reqs))
+	}
+	if reqs[0].HasCredentials() {
+		t.Error("the CDN request carried credentials")
 	}
 }
