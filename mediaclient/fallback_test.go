@@ -20,13 +20,22 @@ func TestParameterRejected(t *testing.T) {
 		t.Run(string(api), func(t *testing.T) {
 			srv, c := setup(t, testserver.Config{Profile: testserver.ProfileStrict}, mediaclient.Options{API: api})
 			uri := srv.AddMedia([]byte("strict"), testserver.MediaOptions{})
-			got, m, err := fetch(t, c, uri)
-			if err != nil || string(got) != "strict" || fallbacks(m) != "parameter rejected" {
-				t.Fatalf("got %q, %v, fallback %q", got, err, fallbacks(m))
+			got, m := mustFetch(t, c, uri)
+			if string(got) != "strict" {
+				t.Errorf("body %q; want %q", got, "strict")
+			}
+			if fallbacks(m) != "parameter rejected" {
+				t.Errorf("fallback %q; want %q", fallbacks(m), "parameter rejected")
 			}
 			reqs := srv.Requests()
-			if len(reqs) != 2 || !reqs[0].Query().Has("allow_redirect") || reqs[1].Query().Has("allow_redirect") {
-				t.Fatalf("want exactly one extra request without the parameter; got %d", len(reqs))
+			if len(reqs) != 2 {
+				t.Fatalf("%d requests; want 2, the second without the parameter", len(reqs))
+			}
+			if !reqs[0].Query().Has("allow_redirect") {
+				t.Errorf("first request %s?%s; want allow_redirect", reqs[0].Path, reqs[0].RawQuery)
+			}
+			if reqs[1].Query().Has("allow_redirect") {
+				t.Errorf("second request %s?%s; want no allow_redirect", reqs[1].Path, reqs[1].RawQuery)
 			}
 			srv.ResetLog()
 			if _, m, err := fetch(t, c, uri); err != nil || fallbacks(m) != "" {
@@ -63,17 +72,24 @@ func TestRejectionNotRememberedForOtherErrors(t *testing.T) {
 func TestDisableRedirectParam(t *testing.T) {
 	srv, c := setup(t, testserver.Config{Profile: testserver.ProfileMediaRepo}, mediaclient.Options{API: mediaclient.APIV3, DisableRedirectParam: true})
 	uri := srv.AddMedia([]byte("direct"), testserver.MediaOptions{})
-	got, m, err := fetch(t, c, uri)
-	if err != nil || string(got) != "direct" || len(m.Hops()) != 1 || m.Hops()[0].Status != 200 {
-		t.Fatalf("got %q, %v, hops %v", got, err, m.Hops())
+	got, m := mustFetch(t, c, uri)
+	if string(got) != "direct" {
+		t.Errorf("body %q; want %q", got, "direct")
+	}
+	if len(m.Hops()) != 1 || m.Hops()[0].Status != 200 {
+		t.Errorf("hops %v; want one 200", m.Hops())
 	}
 	if srv.Requests()[0].Query().Has("allow_redirect") {
 		t.Error("allow_redirect sent")
 	}
 	// A v1 server that redirects anyway is still followed.
 	c1 := newClient(t, srv, mediaclient.Options{API: mediaclient.APIV1, DisableRedirectParam: true})
-	if got, m, err := fetch(t, c1, uri); err != nil || string(got) != "direct" || len(m.Hops()) != 2 {
-		t.Fatalf("v1: got %q, %v, hops %v", got, err, m)
+	got, m = mustFetch(t, c1, uri)
+	if string(got) != "direct" {
+		t.Errorf("v1: body %q; want %q", got, "direct")
+	}
+	if len(m.Hops()) != 2 {
+		t.Errorf("v1: hops %v; want the redirect followed", m.Hops())
 	}
 }
 
@@ -81,8 +97,12 @@ func TestV1FallsBackToV3(t *testing.T) {
 	// legacy lists no v1.11 in /versions, so auto picks v3 straight away.
 	srv, c := setup(t, testserver.Config{Profile: testserver.ProfileLegacy}, mediaclient.Options{})
 	uri := srv.AddMedia([]byte("old server"), testserver.MediaOptions{})
-	if _, m, err := fetch(t, c, uri); err != nil || m.API != mediaclient.APIV3 || fallbacks(m) != "" {
-		t.Fatalf("auto on legacy: %v, API %s, fallback %q", err, m.API, fallbacks(m))
+	_, m := mustFetch(t, c, uri)
+	if m.API != mediaclient.APIV3 {
+		t.Errorf("auto on legacy: API %s; want v3", m.API)
+	}
+	if fallbacks(m) != "" {
+		t.Errorf("auto on legacy: fallback %q; want none", fallbacks(m))
 	}
 
 	// This server lists v1.11 in /versions, then loses its v1 media endpoints.
@@ -93,16 +113,25 @@ func TestV1FallsBackToV3(t *testing.T) {
 	}
 	srv.SetBehavior(testserver.Behavior{NoV1: true})
 	srv.ResetLog()
-	got, m, err := fetch(t, c, uri)
-	if err != nil || string(got) != "no v1" || m.API != mediaclient.APIV3 || fallbacks(m) != "v1 unrecognized" {
-		t.Fatalf("got %q, %v, API %s, fallback %q", got, err, m.API, fallbacks(m))
+	got, m := mustFetch(t, c, uri)
+	if string(got) != "no v1" {
+		t.Errorf("body %q; want %q", got, "no v1")
+	}
+	if m.API != mediaclient.APIV3 {
+		t.Errorf("API %s; want v3", m.API)
+	}
+	if fallbacks(m) != "v1 unrecognized" {
+		t.Errorf("fallback %q; want %q", fallbacks(m), "v1 unrecognized")
 	}
 	if !strings.HasPrefix(srv.Requests()[0].Path, "/_matrix/client/v1/media/download/") || !strings.HasPrefix(srv.Requests()[1].Path, "/_matrix/media/v3/download/") {
 		t.Errorf("paths: %s then %s", srv.Requests()[0].Path, srv.Requests()[1].Path)
 	}
 	srv.ResetLog()
-	if _, m, err := fetch(t, c, uri); err != nil || fallbacks(m) != "" || !strings.HasPrefix(srv.Requests()[0].Path, "/_matrix/media/v3/") {
-		t.Errorf("second download did not go straight to v3: %v %q %s", err, fallbacks(m), srv.Requests()[0].Path)
+	if _, m := mustFetch(t, c, uri); fallbacks(m) != "" {
+		t.Errorf("second download: fallback %q; want none", fallbacks(m))
+	}
+	if path := srv.Requests()[0].Path; !strings.HasPrefix(path, "/_matrix/media/v3/") {
+		t.Errorf("second download asked %s first; want v3 straight away", path)
 	}
 
 	// An explicit v1 never falls back.
@@ -121,8 +150,11 @@ func TestAutoPicksV1(t *testing.T) {
 	// Without a token, auto is v3 and /versions is not even asked.
 	srv.ResetLog()
 	c = newClient(t, srv, mediaclient.Options{AccessToken: noToken})
-	if _, m, err := fetch(t, c, uri); err != nil || m.API != mediaclient.APIV3 || len(srv.Requests()) != 1 {
-		t.Fatalf("%v, API %s, %d requests; want v3 with 1 request", err, m.API, len(srv.Requests()))
+	if _, m := mustFetch(t, c, uri); m.API != mediaclient.APIV3 {
+		t.Errorf("without a token: API %s; want v3", m.API)
+	}
+	if n := len(srv.Requests()); n != 1 {
+		t.Errorf("without a token: %d requests; want 1", n)
 	}
 }
 
@@ -130,8 +162,11 @@ func TestRetries(t *testing.T) {
 	t.Run("503 once", func(t *testing.T) {
 		srv, c := setup(t, testserver.Config{Behavior: &testserver.Behavior{Faults: []testserver.Fault{{Count: 1, Status: 503}}}}, mediaclient.Options{API: mediaclient.APIV3})
 		uri := srv.AddMedia([]byte("retried"), testserver.MediaOptions{})
-		if got, _, err := fetch(t, c, uri); err != nil || string(got) != "retried" || len(srv.Requests()) != 2 {
-			t.Fatalf("got %q, %v after %d requests", got, err, len(srv.Requests()))
+		if got, _ := mustFetch(t, c, uri); string(got) != "retried" {
+			t.Errorf("body %q; want %q", got, "retried")
+		}
+		if n := len(srv.Requests()); n != 2 {
+			t.Errorf("%d requests; want the 503 and one retry", n)
 		}
 	})
 	t.Run("CDN 503 restarts at the homeserver", func(t *testing.T) {
@@ -147,17 +182,21 @@ func TestRetries(t *testing.T) {
 	t.Run("501 is final", func(t *testing.T) {
 		srv, c := setup(t, testserver.Config{Behavior: &testserver.Behavior{Faults: []testserver.Fault{{Status: 501}}}}, mediaclient.Options{API: mediaclient.APIV3})
 		uri := srv.AddMedia([]byte("x"), testserver.MediaOptions{})
-		var he mautrix.HTTPError
-		if _, _, err := fetch(t, c, uri); !errors.As(err, &he) || he.Response.StatusCode != 501 || len(srv.Requests()) != 1 {
-			t.Errorf("err = %v after %d requests", err, len(srv.Requests()))
+		if _, _, err := fetch(t, c, uri); httpStatus(err) != 501 {
+			t.Errorf("err = %v; want the 501", err)
+		}
+		if n := len(srv.Requests()); n != 1 {
+			t.Errorf("%d requests; want 1", n)
 		}
 	})
 	t.Run("gives up", func(t *testing.T) {
 		srv, c := setup(t, testserver.Config{Behavior: &testserver.Behavior{Faults: []testserver.Fault{{Status: 502}}}}, mediaclient.Options{API: mediaclient.APIV3, MaxRetries: 2})
 		uri := srv.AddMedia([]byte("x"), testserver.MediaOptions{})
-		var he mautrix.HTTPError
-		if _, _, err := fetch(t, c, uri); !errors.As(err, &he) || he.Response.StatusCode != 502 || len(srv.Requests()) != 3 {
-			t.Errorf("err = %v after %d requests; want 502 after 3", err, len(srv.Requests()))
+		if _, _, err := fetch(t, c, uri); httpStatus(err) != 502 {
+			t.Errorf("err = %v; want the 502", err)
+		}
+		if n := len(srv.Requests()); n != 3 {
+			t.Errorf("%d requests; want 3", n)
 		}
 	})
 	t.Run("connection reset", func(t *testing.T) {
@@ -170,10 +209,13 @@ func TestRetries(t *testing.T) {
 	t.Run("429 Retry-After 1", func(t *testing.T) {
 		srv, c := setup(t, testserver.Config{Behavior: &testserver.Behavior{Faults: []testserver.Fault{{Count: 1, Status: 429, RetryAfter: "1"}}}}, mediaclient.Options{API: mediaclient.APIV3})
 		uri := srv.AddMedia([]byte("limited"), testserver.MediaOptions{})
-		if got, _, err := fetch(t, c, uri); err != nil || string(got) != "limited" || len(srv.Requests()) != 2 {
-			t.Fatalf("got %q, %v after %d requests", got, err, len(srv.Requests()))
+		if got, _ := mustFetch(t, c, uri); string(got) != "limited" {
+			t.Errorf("body %q; want %q", got, "limited")
 		}
 		reqs := srv.Requests()
+		if len(reqs) != 2 {
+			t.Fatalf("%d requests; want the 429 and one retry", len(reqs))
+		}
 		if gap := reqs[1].Time.Sub(reqs[0].Time); gap < 900*time.Millisecond {
 			t.Errorf("retried after %v; want the second Retry-After asked for", gap)
 		}
@@ -244,20 +286,25 @@ func TestStaleCDNURL(t *testing.T) {
 	b := testserver.Behavior{V1Redirect: testserver.Always, ExpiredURLs: 1}
 	srv, c := setup(t, testserver.Config{Behavior: &b}, mediaclient.Options{API: mediaclient.APIV1})
 	uri := srv.AddMedia([]byte("fresh"), testserver.MediaOptions{})
-	got, m, err := fetch(t, c, uri)
-	if err != nil || string(got) != "fresh" {
-		t.Fatal(got, err)
+	got, m := mustFetch(t, c, uri)
+	if string(got) != "fresh" {
+		t.Errorf("body %q; want %q", got, "fresh")
 	}
-	if len(m.Hops()) != 4 || m.Hops()[1].Status != 403 || len(srv.RequestsTo(testserver.OriginHomeserver)) != 2 {
+	if len(m.Hops()) != 4 || m.Hops()[1].Status != 403 {
 		t.Errorf("hops %v; want 307, 403, 307, 200", m.Hops())
+	}
+	if n := len(srv.RequestsTo(testserver.OriginHomeserver)); n != 2 {
+		t.Errorf("%d homeserver requests; want 2", n)
 	}
 
 	b.ExpiredURLs = 2
 	srv.SetBehavior(b)
 	srv.ResetLog()
-	var he mautrix.HTTPError
-	if _, _, err := fetch(t, c, uri); !errors.As(err, &he) || he.Response.StatusCode != 403 || len(srv.Requests()) != 4 {
-		t.Errorf("err = %v after %d requests; want 403 after 4", err, len(srv.Requests()))
+	if _, _, err := fetch(t, c, uri); httpStatus(err) != 403 {
+		t.Errorf("err = %v; want the CDN's 403", err)
+	}
+	if n := len(srv.Requests()); n != 4 {
+		t.Errorf("%d requests; want 4", n)
 	}
 }
 

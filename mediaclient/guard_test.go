@@ -75,9 +75,21 @@ func TestPrivateAddressGuard(t *testing.T) {
 				}
 				return
 			}
+			if !errors.Is(err, mediaclient.ErrPrivateAddress) {
+				t.Errorf("err = %v; want ErrPrivateAddress", err)
+			}
+			if !errors.Is(err, mediaclient.ErrRedirectRefused) {
+				t.Errorf("err = %v; want ErrRedirectRefused", err)
+			}
 			var ae *mediaclient.AddressError
-			if !errors.Is(err, mediaclient.ErrPrivateAddress) || !errors.Is(err, mediaclient.ErrRedirectRefused) || !errors.As(err, &ae) || ae.Class != "loopback" || !ae.Addr.IsLoopback() {
-				t.Fatalf("err = %v; want an AddressError for a loopback address", err)
+			if !errors.As(err, &ae) {
+				t.Fatalf("err = %v; want an *AddressError", err)
+			}
+			if ae.Class != "loopback" {
+				t.Errorf("AddressError.Class = %q; want loopback", ae.Class)
+			}
+			if !ae.Addr.IsLoopback() {
+				t.Errorf("AddressError.Addr = %v; want a loopback address", ae.Addr)
 			}
 			if n := len(srv.Requests()); n != 1 {
 				t.Errorf("%d requests; want only the homeserver's (no CDN request, no retry)", n)
@@ -88,9 +100,15 @@ func TestPrivateAddressGuard(t *testing.T) {
 			opts.API = mediaclient.APIV3
 			c3 := newClientTransport(t, srv, opts, tc.own)
 			playHomeserver(t, srv, c3, tc.homeClass)
-			got, m, err := fetch(t, c3, uri)
-			if err != nil || string(got) != "guarded" || fallbacks(m) != "redirect refused" || len(srv.RequestsTo(tc.cdn)) != 0 {
-				t.Errorf("v3: %q, %v, fallback %q", got, err, fallbacks(m))
+			got, m := mustFetch(t, c3, uri)
+			if string(got) != "guarded" {
+				t.Errorf("v3: body %q; want %q", got, "guarded")
+			}
+			if fallbacks(m) != "redirect refused" {
+				t.Errorf("v3: fallback %q; want %q", fallbacks(m), "redirect refused")
+			}
+			if n := len(srv.RequestsTo(tc.cdn)); n != 0 {
+				t.Errorf("v3: %d CDN requests; want 0", n)
 			}
 
 			// The opt-out follows the redirect.
@@ -178,8 +196,11 @@ func TestGuardThroughProxy(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || string(got) != "proxied" || proxied.Load()-before != 2 {
-				t.Errorf("got %q, %v, %d proxied requests; want both hops through the proxy", got, err, proxied.Load()-before)
+			if err != nil || string(got) != "proxied" {
+				t.Fatalf("got %q, %v", got, err)
+			}
+			if n := proxied.Load() - before; n != 2 {
+				t.Errorf("%d proxied requests; want both hops through the proxy", n)
 			}
 		})
 	}

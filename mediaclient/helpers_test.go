@@ -3,12 +3,14 @@ package mediaclient_test
 import (
 	"bytes"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"testing"
 	"time"
 
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/mxfetch/mxfetch/mediaclient"
@@ -105,4 +107,23 @@ func hopSummary(hops []mediaclient.Hop) string {
 		s = append(s, fmt.Sprintf("{%d %s %t}", h.Status, h.Origin, h.Credentials))
 	}
 	return "[" + strings.Join(s, " ") + "]"
+}
+
+// mustFetch is fetch for a download that must succeed: an error ends the test.
+func mustFetch(t testing.TB, c *mediaclient.Client, uri id.ContentURI) ([]byte, *mediaclient.Media) {
+	t.Helper()
+	got, m, err := fetch(t, c, uri)
+	if err != nil {
+		t.Fatalf("download %s: %v", uri, err)
+	}
+	return got, m
+}
+
+// httpStatus returns the status of the mautrix.HTTPError in err's chain, or 0 if there is none.
+func httpStatus(err error) int {
+	var he mautrix.HTTPError
+	if !errors.As(err, &he) || he.Response == nil {
+		return 0
+	}
+	return he.Response.StatusCode
 }

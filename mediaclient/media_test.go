@@ -29,8 +29,20 @@ func TestMetadata(t *testing.T) {
 	if err != nil || string(got) != `{"a":1}` {
 		t.Fatal(got, err)
 	}
-	if m.ContentType != "application/json" || m.ContentLength != 7 || m.FileName != "passwd" || m.URI != uri || m.API != mediaclient.APIV1 {
-		t.Errorf("metadata: type %q length %d name %q uri %v api %s", m.ContentType, m.ContentLength, m.FileName, m.URI, m.API)
+	if m.ContentType != "application/json" {
+		t.Errorf("ContentType %q; want application/json", m.ContentType)
+	}
+	if m.ContentLength != 7 {
+		t.Errorf("ContentLength %d; want 7", m.ContentLength)
+	}
+	if m.FileName != "passwd" {
+		t.Errorf("FileName %q; want the sanitised passwd", m.FileName)
+	}
+	if m.URI != uri {
+		t.Errorf("URI %v; want %v", m.URI, uri)
+	}
+	if m.API != mediaclient.APIV1 {
+		t.Errorf("API %s; want v1", m.API)
 	}
 	if m.Header.Get("ETag") == "" {
 		t.Error("final headers missing")
@@ -46,9 +58,14 @@ func TestTruncatedBody(t *testing.T) {
 		srv, c := setup(t, testserver.Config{Behavior: &testserver.Behavior{V3Redirect: when, Faults: []testserver.Fault{{At: at, Truncate: true}}}}, mediaclient.Options{API: mediaclient.APIV3, DisableResume: true})
 		uri := srv.AddMedia(content(200_000, 3), testserver.MediaOptions{})
 		got, _, err := fetch(t, c, uri)
+		if !errors.Is(err, mediaclient.ErrTruncated) {
+			t.Errorf("at role %d: got %d bytes, err %v; want ErrTruncated", at, len(got), err)
+		}
 		var e *mediaclient.Error
-		if !errors.Is(err, mediaclient.ErrTruncated) || !errors.As(err, &e) || e.URI != uri.String() {
-			t.Errorf("at role %d: got %d bytes, err %v; want ErrTruncated in *Error", at, len(got), err)
+		if !errors.As(err, &e) {
+			t.Errorf("at role %d: err %v; want an *Error", at, err)
+		} else if e.URI != uri.String() {
+			t.Errorf("at role %d: Error.URI %q; want %q", at, e.URI, uri)
 		}
 	}
 }
@@ -184,20 +201,38 @@ func TestErrors(t *testing.T) {
 	missing := id.ContentURI{Homeserver: srv.ServerName, FileID: "nope"}
 	_, err := c.Download(t.Context(), missing)
 	var e *mediaclient.Error
-	var he mautrix.HTTPError
-	switch {
-	case !errors.As(err, &e) || e.Op != "download" || e.URI != missing.String():
-		t.Errorf("err = %#v; want *Error naming the download of %s", err, missing)
-	case !errors.Is(err, mautrix.MNotFound):
+	if !errors.As(err, &e) {
+		t.Fatalf("err = %#v; want an *Error", err)
+	}
+	if e.Op != "download" {
+		t.Errorf("Error.Op %q; want download", e.Op)
+	}
+	if e.URI != missing.String() {
+		t.Errorf("Error.URI %q; want %q", e.URI, missing)
+	}
+	if !errors.Is(err, mautrix.MNotFound) {
 		t.Errorf("errors.Is(err, MNotFound) is false for %v", err)
-	case !errors.As(err, &he) || he.Response.StatusCode != 404 || he.RespError.ErrCode != "M_NOT_FOUND":
-		t.Errorf("errors.As HTTPError: %+v", he)
-	case strings.Contains(err.Error(), srv.AccessToken):
+	}
+	var he mautrix.HTTPError
+	if !errors.As(err, &he) {
+		t.Errorf("err = %v; want a mautrix.HTTPError", err)
+	} else {
+		if he.Response.StatusCode != 404 {
+			t.Errorf("HTTPError status %d; want 404", he.Response.StatusCode)
+		}
+		if he.RespError == nil || he.RespError.ErrCode != "M_NOT_FOUND" {
+			t.Errorf("HTTPError.RespError %+v; want M_NOT_FOUND", he.RespError)
+		}
+	}
+	if strings.Contains(err.Error(), srv.AccessToken) {
 		t.Error("token in error text")
 	}
 	_, err = c.Thumbnail(t.Context(), missing, mediaclient.ThumbnailOptions{Width: 1, Height: 1})
-	if !errors.As(err, &e) || e.Op != "thumbnail" || !errors.Is(err, mautrix.MNotFound) {
-		t.Errorf("thumbnail: %v", err)
+	if !errors.As(err, &e) || e.Op != "thumbnail" {
+		t.Errorf("thumbnail: err = %v; want an *Error with Op thumbnail", err)
+	}
+	if !errors.Is(err, mautrix.MNotFound) {
+		t.Errorf("thumbnail: err = %v; want to match MNotFound", err)
 	}
 
 	bad := newClient(t, srv, mediaclient.Options{AccessToken: "wrong", API: mediaclient.APIV1})

@@ -44,8 +44,13 @@ func TestTokenNeverReachesCDN(t *testing.T) {
 						t.Errorf("a plain custom header did not follow the redirect")
 					}
 					home := srv.RequestsTo(testserver.OriginHomeserver)[0]
-					if home.Header.Get("Authorization") != "Bearer "+srv.AccessToken || home.Header.Get("Cookie") == "" || home.Header.Get("X-Api-Key") == "" {
-						t.Errorf("homeserver did not get the credentials: %v", home.Header)
+					if got := home.Header.Get("Authorization"); got != "Bearer "+srv.AccessToken {
+						t.Errorf("homeserver got Authorization %q; want the token", got)
+					}
+					for _, h := range []string{"Cookie", "X-Api-Key"} {
+						if home.Header.Get(h) == "" {
+							t.Errorf("homeserver did not get %s", h)
+						}
 					}
 					if !home.Query().Has("allow_redirect") {
 						t.Errorf("no allow_redirect on %s", api)
@@ -83,8 +88,14 @@ func TestTokenNotRestoredAfterLeaving(t *testing.T) {
 		t.Fatal(err)
 	}
 	home := srv.RequestsTo(testserver.OriginHomeserver)
-	if len(home) != 2 || !home[0].HasCredentials() || home[1].HasCredentials() {
-		t.Errorf("homeserver requests: %d, credentials on first %v, on last %v; want 2, true, false", len(home), home[0].HasCredentials(), home[len(home)-1].HasCredentials())
+	if len(home) != 2 {
+		t.Fatalf("%d homeserver requests; want 2", len(home))
+	}
+	if !home[0].HasCredentials() {
+		t.Error("first homeserver request without credentials")
+	}
+	if home[1].HasCredentials() {
+		t.Error("credentials on the homeserver again after the chain left it")
 	}
 	if credentialsAt(srv, testserver.OriginCDNHost) != 0 {
 		t.Error("credentials at the CDN")
@@ -96,9 +107,12 @@ func TestTokenNotRestoredAfterLeaving(t *testing.T) {
 func TestDowngradeRefused(t *testing.T) {
 	srv, c := setup(t, testserver.Config{Profile: testserver.ProfileMediaRepo, TLS: true}, mediaclient.Options{API: mediaclient.APIV3})
 	uri := srv.AddMedia([]byte("tls only"), testserver.MediaOptions{})
-	got, m, err := fetch(t, c, uri)
-	if err != nil || string(got) != "tls only" || fallbacks(m) != "redirect refused" {
-		t.Fatalf("v3: got %q, fallback %q, %v", got, fallbacks(m), err)
+	got, m := mustFetch(t, c, uri)
+	if string(got) != "tls only" {
+		t.Errorf("v3: body %q; want %q", got, "tls only")
+	}
+	if fallbacks(m) != "redirect refused" {
+		t.Errorf("v3: fallback %q; want %q", fallbacks(m), "redirect refused")
 	}
 	if n := len(srv.RequestsTo(testserver.OriginCDN)); n != 0 {
 		t.Fatalf("plaintext CDN saw %d requests", n)
@@ -109,10 +123,16 @@ func TestDowngradeRefused(t *testing.T) {
 
 	srv.ResetLog()
 	c1 := newClient(t, srv, mediaclient.Options{API: mediaclient.APIV1})
-	_, _, err = fetch(t, c1, uri)
+	_, _, err := fetch(t, c1, uri)
+	if !errors.Is(err, mediaclient.ErrRedirectRefused) {
+		t.Errorf("v1: err = %v; want ErrRedirectRefused", err)
+	}
 	var re *mediaclient.RedirectError
-	if !errors.Is(err, mediaclient.ErrRedirectRefused) || !errors.As(err, &re) || !strings.Contains(re.Reason, "downgrade") {
-		t.Fatalf("v1: err = %v; want a refused downgrade", err)
+	if !errors.As(err, &re) {
+		t.Fatalf("v1: err = %v; want a *RedirectError", err)
+	}
+	if !strings.Contains(re.Reason, "downgrade") {
+		t.Errorf("v1: RedirectError.Reason %q; want a downgrade", re.Reason)
 	}
 	if n := len(srv.Requests()); n != 1 {
 		t.Errorf("v1: %d requests; want 1 (no retry, no plaintext hop)", n)
@@ -166,9 +186,15 @@ func TestLocationValues(t *testing.T) {
 					t.Fatalf("got %q, %v", got, err)
 				}
 				reqs := srv.Requests()
-				last := reqs[len(reqs)-1]
-				if len(reqs) != 2 || last.Origin != srv.Origin(tc.at) || strings.Contains(last.RawQuery, "frag") {
-					t.Errorf("requests: %+v; want the second at %s", reqs, tc.at)
+				if len(reqs) != 2 {
+					t.Fatalf("%d requests; want 2", len(reqs))
+				}
+				last := reqs[1]
+				if last.Origin != srv.Origin(tc.at) {
+					t.Errorf("second request at %s; want %s", last.Origin, srv.Origin(tc.at))
+				}
+				if strings.Contains(last.RawQuery, "frag") {
+					t.Errorf("second request's query %q carries the fragment", last.RawQuery)
 				}
 				if tc.at != testserver.OriginHomeserver && last.HasCredentials() {
 					t.Error("credentials sent to another origin")
@@ -211,9 +237,15 @@ func TestLocationValues(t *testing.T) {
 		loc := "file:///etc/passwd"
 		srv, c := setup(t, testserver.Config{Behavior: &testserver.Behavior{V3Redirect: testserver.WhenAsked, Location: &loc}}, mediaclient.Options{API: mediaclient.APIV3})
 		uri := srv.AddMedia([]byte("plain"), testserver.MediaOptions{})
-		got, m, err := fetch(t, c, uri)
-		if err != nil || string(got) != "plain" || fallbacks(m) != "redirect refused" || len(srv.Requests()) != 2 {
-			t.Errorf("got %q, %v, fallback %q after %d requests", got, err, fallbacks(m), len(srv.Requests()))
+		got, m := mustFetch(t, c, uri)
+		if string(got) != "plain" {
+			t.Errorf("body %q; want %q", got, "plain")
+		}
+		if fallbacks(m) != "redirect refused" {
+			t.Errorf("fallback %q; want %q", fallbacks(m), "redirect refused")
+		}
+		if n := len(srv.Requests()); n != 2 {
+			t.Errorf("%d requests; want 2", n)
 		}
 	})
 }
@@ -277,9 +309,15 @@ func TestRedirectStatuses(t *testing.T) {
 			uri := srv.AddMedia([]byte("moved"), testserver.MediaOptions{})
 			got, _, err := fetch(t, c, uri)
 			if tc.ok {
+				if err != nil || string(got) != "moved" {
+					t.Fatalf("got %q, %v", got, err)
+				}
 				cdn := srv.RequestsTo(testserver.OriginCDN)
-				if err != nil || string(got) != "moved" || len(cdn) != 1 || cdn[0].Method != "GET" {
-					t.Errorf("got %q, %v, CDN requests %d", got, err, len(cdn))
+				if len(cdn) != 1 {
+					t.Fatalf("%d CDN requests; want 1", len(cdn))
+				}
+				if cdn[0].Method != "GET" {
+					t.Errorf("CDN request method %s; want GET", cdn[0].Method)
 				}
 				return
 			}
