@@ -43,8 +43,11 @@ func TestProgram(t *testing.T) {
 		f := strings.Fields(lines.Text())
 		fields[f[0]] = f[1:]
 	}
-	if fields["token"][0] != "s3cret" || len(fields["media"]) != 2 || fields["media"][1] != "notes.txt" {
-		t.Fatalf("startup output: %v", fields)
+	if token := fields["token"]; len(token) != 1 || token[0] != "s3cret" {
+		t.Fatalf("startup output: token %q; want s3cret (all: %v)", token, fields)
+	}
+	if media := fields["media"]; len(media) != 2 || media[1] != "notes.txt" {
+		t.Fatalf("startup output: media %q; want an mxc URI and notes.txt (all: %v)", media, fields)
 	}
 	mxc := strings.TrimPrefix(fields["media"][0], "mxc://")
 	req, _ := http.NewRequestWithContext(context.Background(), "GET", fields["homeserver"][0]+"/_matrix/client/v1/media/download/"+mxc, nil)
@@ -55,8 +58,14 @@ func TestProgram(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || sha256.Sum256(body) != sha256.Sum256(content) || resp.Header.Get("Content-Type") != "text/plain; charset=utf-8" {
-		t.Fatalf("download: %d %s, %d bytes", resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
+	if resp.StatusCode != 200 {
+		t.Fatalf("download: status %d; want 200", resp.StatusCode)
+	}
+	if sha256.Sum256(body) != sha256.Sum256(content) {
+		t.Errorf("download: %d bytes that differ from the %d preloaded", len(body), len(content))
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "text/plain; charset=utf-8" {
+		t.Errorf("download: Content-Type %q; want text/plain; charset=utf-8", ct)
 	}
 
 	cmd.Process.Signal(syscall.SIGTERM)
@@ -68,8 +77,13 @@ func TestProgram(t *testing.T) {
 		t.Errorf("no stopping line: %q", rest)
 	}
 	log := stderr.String()
-	if !strings.Contains(log, "/_matrix/client/v1/media/download/") || !strings.Contains(log, "Authorization=<redacted>") || strings.Contains(log, "s3cret") {
-		t.Errorf("request log line missing or leaks the token:\n%s", log)
+	for _, want := range []string{"/_matrix/client/v1/media/download/", "Authorization=<redacted>"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("request log lacks %q:\n%s", want, log)
+		}
+	}
+	if strings.Contains(log, "s3cret") {
+		t.Errorf("request log shows the token:\n%s", log)
 	}
 }
 

@@ -35,8 +35,14 @@ func TestEncryptedFile(t *testing.T) {
 	dir := t.TempDir()
 	r := cli(t, "", args(hs(srv), []string{"--encrypted-file", write(uri.String()), "-o", dir, "--json"})...)
 	res := r.results(t)
-	if r.code != 0 || len(res) != 1 || res[0].Path != filepath.Join(dir, "secret.txt") || res[0].SHA256 != sum(plaintext) {
-		t.Fatalf("exit %d %s %+v", r.code, r.stderr, res)
+	if r.code != 0 || len(res) != 1 {
+		t.Fatalf("exit %d, results %+v; want 0 and one\n%s", r.code, res, r.stderr)
+	}
+	if want := filepath.Join(dir, "secret.txt"); res[0].Path != want {
+		t.Errorf("path %s; want %s", res[0].Path, want)
+	}
+	if res[0].SHA256 != sum(plaintext) {
+		t.Errorf("sha256 %s; want the plaintext's, %s", res[0].SHA256, sum(plaintext))
 	}
 	if got, _ := os.ReadFile(res[0].Path); !bytes.Equal(got, plaintext) {
 		t.Error("written file is not the plaintext")

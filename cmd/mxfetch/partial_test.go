@@ -37,15 +37,27 @@ func TestContinue(t *testing.T) {
 	srv.ResetLog()
 	r = cli(t, "", base...)
 	res := r.results(t)
-	if r.code != 0 || res[0].SHA256 != sum(want) || res[0].Bytes != int64(len(want)) {
-		t.Fatalf("second run: exit %d %s %+v", r.code, r.stderr, res)
+	if r.code != 0 || len(res) != 1 {
+		t.Fatalf("second run: exit %d, results %+v; want 0 and one\n%s", r.code, res, r.stderr)
+	}
+	if res[0].SHA256 != sum(want) {
+		t.Errorf("second run: sha256 %s; want the media's, %s", res[0].SHA256, sum(want))
+	}
+	if res[0].Bytes != int64(len(want)) {
+		t.Errorf("second run: %d bytes; want %d", res[0].Bytes, len(want))
 	}
 	if got, _ := os.ReadFile(filepath.Join(dir, "big.bin")); !bytes.Equal(got, want) {
 		t.Fatal("continued file differs")
 	}
 	cdn := srv.RequestsTo(testserver.OriginCDN)
-	if len(cdn) != 1 || cdn[0].Header.Get("Range") != "bytes="+strconv.Itoa(len(kept))+"-" || cdn[0].Header.Get("If-Range") == "" {
-		t.Errorf("second run asked %v", cdn[0].Header)
+	if len(cdn) != 1 {
+		t.Fatalf("second run: %d CDN requests; want 1", len(cdn))
+	}
+	if got, want := cdn[0].Header.Get("Range"), "bytes="+strconv.Itoa(len(kept))+"-"; got != want {
+		t.Errorf("second run: Range %q; want %q", got, want)
+	}
+	if cdn[0].Header.Get("If-Range") == "" {
+		t.Error("second run: no If-Range")
 	}
 	if names := dirNames(t, dir); len(names) != 1 {
 		t.Errorf("left %v; want only big.bin", names)

@@ -34,8 +34,10 @@ func TestProgressOnTerminal(t *testing.T) {
 		t.Fatalf("exit: %v\n%s", err, out.String())
 	}
 	screen := out.String()
-	if !strings.Contains(screen, "big.bin") || !strings.Contains(screen, "MiB") || !strings.Contains(screen, "[") {
-		t.Errorf("no progress bar on the terminal:\n%q", screen)
+	for _, want := range []string{"big.bin", "MiB", "["} {
+		if !strings.Contains(screen, want) {
+			t.Errorf("no progress bar on the terminal (no %q):\n%q", want, screen)
+		}
 	}
 	if !strings.Contains(screen, "1 downloaded, 0 failed: 2.0 MiB") {
 		t.Errorf("no summary line:\n%q", screen)

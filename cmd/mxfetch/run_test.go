@@ -145,8 +145,14 @@ func TestUsageErrors(t *testing.T) {
 		{args(hs(srv), []string{"--homeserver", "ftp://x", uri}), "scheme"},
 	} {
 		r := cli(t, "", tc.args...)
-		if r.code != 2 || !strings.Contains(r.stderr, tc.want) || !strings.HasPrefix(r.stderr, "mxfetch: ") {
-			t.Errorf("%q: exit %d, stderr %q; want 2 and %q", tc.args, r.code, r.stderr, tc.want)
+		if r.code != 2 {
+			t.Errorf("%q: exit %d; want 2", tc.args, r.code)
+		}
+		if !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%q: stderr %q; want it to say %q", tc.args, r.stderr, tc.want)
+		}
+		if !strings.HasPrefix(r.stderr, "mxfetch: ") {
+			t.Errorf("%q: stderr %q; want it to start with \"mxfetch: \"", tc.args, r.stderr)
 		}
 	}
 	if n := len(srv.Requests()); n != 0 {
@@ -183,11 +189,27 @@ func TestDownloadJSON(t *testing.T) {
 		{ub.String(), filepath.Join(dir, ub.FileID+".png"), sum(b), "image/png", 7000},
 	} {
 		x := res[i]
-		if !x.OK || x.URI != want.uri || x.Path != want.path || x.SHA256 != want.sum || x.ContentType != want.ctype || x.Bytes != want.n {
-			t.Errorf("result %d = %+v; want %+v", i, x, want)
+		if !x.OK {
+			t.Errorf("result %d: not ok: %+v", i, x)
 		}
-		if len(x.Hops) != 2 || x.Hops[0].Status != 307 || !x.Hops[0].Credentials || x.Hops[1].Status != 200 || x.Hops[1].Credentials || x.Fallback {
-			t.Errorf("result %d hops %+v", i, x.Hops)
+		if got := (struct {
+			uri, path, sum, ctype string
+			n                     int64
+		}{x.URI, x.Path, x.SHA256, x.ContentType, x.Bytes}); got != want {
+			t.Errorf("result %d = %+v; want %+v", i, got, want)
+		}
+		if x.Fallback {
+			t.Errorf("result %d: fallback %q; want none", i, x.FallbackReason)
+		}
+		if len(x.Hops) != 2 {
+			t.Errorf("result %d: hops %+v; want 307 from the homeserver, 200 from the CDN", i, x.Hops)
+			continue
+		}
+		if x.Hops[0].Status != 307 || !x.Hops[0].Credentials {
+			t.Errorf("result %d: first hop %+v; want 307 with credentials", i, x.Hops[0])
+		}
+		if x.Hops[1].Status != 200 || x.Hops[1].Credentials {
+			t.Errorf("result %d: second hop %+v; want 200 without credentials", i, x.Hops[1])
 		}
 		data, _ := os.ReadFile(want.path)
 		if sum(data) != want.sum {
@@ -201,8 +223,14 @@ func TestDownloadJSON(t *testing.T) {
 			t.Errorf("JSON lacks %q: %s", k, line)
 		}
 	}
-	if credentialsAt := srv.RequestsTo(testserver.OriginCDN); len(credentialsAt) != 2 || credentialsAt[0].HasCredentials() || credentialsAt[1].HasCredentials() {
-		t.Error("credentials at the CDN")
+	cdn := srv.RequestsTo(testserver.OriginCDN)
+	if len(cdn) != 2 {
+		t.Errorf("%d CDN requests; want 2", len(cdn))
+	}
+	for i, r := range cdn {
+		if r.HasCredentials() {
+			t.Errorf("CDN request %d carried credentials", i)
+		}
 	}
 }
 
@@ -247,12 +275,21 @@ func TestExistingFiles(t *testing.T) {
 	os.WriteFile(path, []byte("old"), 0o644)
 
 	r := cli(t, "", args(hs(srv), []string{"-o", dir, "--json", uri})...)
-	if got, _ := os.ReadFile(path); r.code != 1 || string(got) != "old" || !strings.Contains(r.stderr, "exists") {
-		t.Errorf("refuse: exit %d, file %q, stderr %q", r.code, got, r.stderr)
+	if r.code != 1 || !strings.Contains(r.stderr, "exists") {
+		t.Errorf("refuse: exit %d, stderr %q; want 1 and \"exists\"", r.code, r.stderr)
+	}
+	if got, _ := os.ReadFile(path); string(got) != "old" {
+		t.Errorf("refuse: file %q; want it untouched", got)
 	}
 	r = cli(t, "", args(hs(srv), []string{"-o", dir, "--skip-existing", "--json", uri})...)
-	if got, _ := os.ReadFile(path); r.code != 0 || string(got) != "old" || !r.results(t)[0].Skipped {
-		t.Errorf("skip: exit %d, file %q", r.code, got)
+	if r.code != 0 {
+		t.Errorf("skip: exit %d; want 0", r.code)
+	}
+	if got, _ := os.ReadFile(path); string(got) != "old" {
+		t.Errorf("skip: file %q; want it untouched", got)
+	}
+	if res := r.results(t); len(res) != 1 || !res[0].Skipped {
+		t.Errorf("skip: results %+v; want one, skipped", res)
 	}
 	r = cli(t, "", args(hs(srv), []string{"-o", dir, "--clobber", uri})...)
 	if got, _ := os.ReadFile(path); r.code != 0 || string(got) != "new content" {
@@ -303,8 +340,16 @@ func TestFailuresLeaveNothing(t *testing.T) {
 	missing := "mxc://" + srv.ServerName + "/missing"
 	r := cli(t, "", args(hs(srv), []string{"--json", "--retries", "0", "-o", dir, uri.String(), missing})...)
 	res := r.results(t)
-	if r.code != 1 || len(res) != 2 || res[0].OK || res[1].OK {
-		t.Fatalf("exit %d, results %+v", r.code, res)
+	if r.code != 1 {
+		t.Errorf("exit %d; want 1", r.code)
+	}
+	if len(res) != 2 {
+		t.Fatalf("results %+v; want 2", res)
+	}
+	for i, x := range res {
+		if x.OK {
+			t.Errorf("result %d is ok: %+v", i, x)
+		}
 	}
 	if !strings.Contains(res[0].Error, "truncated") || res[1].ErrCode != "M_NOT_FOUND" {
 		t.Errorf("errors: %q / %q %q", res[0].Error, res[1].Error, res[1].ErrCode)
@@ -344,8 +389,10 @@ func TestFlagsReachTheServer(t *testing.T) {
 		t.Fatal(r.stderr)
 	}
 	q := srv.RequestsTo(testserver.OriginHomeserver)[1].Query()
-	if q.Get("width") != "64" || q.Get("height") != "32" || q.Get("method") != "crop" || q.Get("animated") != "true" {
-		t.Errorf("thumbnail query %v", q)
+	for param, want := range map[string]string{"width": "64", "height": "32", "method": "crop", "animated": "true"} {
+		if got := q.Get(param); got != want {
+			t.Errorf("thumbnail query %s=%q; want %q", param, got, want)
+		}
 	}
 	if r := cli(t, "", args(hs(srv), []string{"-o", "-", "--api", "v3", "--no-redirect", uri})...); r.code != 0 || r.stdout != "flags" {
 		t.Fatal(r.stderr)
@@ -363,8 +410,16 @@ func TestFlagsReachTheServer(t *testing.T) {
 		t.Errorf("--max-redirects 0: %d %s", r.code, r.stderr)
 	}
 	r := cli(t, "", args(hs(srv), []string{"-o", "-", "-v", uri})...)
-	if r.code != 0 || !strings.Contains(r.stderr, "hop 1: 307 "+srv.URL+" credentials=yes") || !strings.Contains(r.stderr, "hop 2: 200 "+srv.Origin(testserver.OriginCDN)+" credentials=no") || strings.Contains(r.stderr, "sig=") {
-		t.Errorf("-v: %s", r.stderr)
+	if r.code != 0 {
+		t.Errorf("-v: exit %d; want 0", r.code)
+	}
+	for _, want := range []string{"hop 1: 307 " + srv.URL + " credentials=yes", "hop 2: 200 " + srv.Origin(testserver.OriginCDN) + " credentials=no"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("-v: stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if strings.Contains(r.stderr, "sig=") {
+		t.Errorf("-v: stderr shows a URL signature:\n%s", r.stderr)
 	}
 	if r := cli(t, "", args(hs(srv), []string{"-o", "-", "-q", uri})...); r.stderr != "" {
 		t.Errorf("-q: %q", r.stderr)
@@ -403,8 +458,19 @@ func TestInputFileAndEnvironment(t *testing.T) {
 	t.Setenv("MATRIX_ACCESS_TOKEN", srv.AccessToken)
 	r := cli(t, input, "-i", "-", "--json", "-j", "2", "-o", dir)
 	res := r.results(t)
-	if r.code != 1 || len(res) != 3 || !res[0].OK || res[1].OK || !res[2].OK || res[1].URI != "not-a-uri" {
-		t.Fatalf("exit %d, results %+v", r.code, res)
+	if r.code != 1 {
+		t.Errorf("exit %d; want 1", r.code)
+	}
+	if len(res) != 3 {
+		t.Fatalf("results %+v; want 3", res)
+	}
+	for i, wantOK := range []bool{true, false, true} {
+		if res[i].OK != wantOK {
+			t.Errorf("result %d ok = %v; want %v: %+v", i, res[i].OK, wantOK, res[i])
+		}
+	}
+	if res[1].URI != "not-a-uri" {
+		t.Errorf("result 1 is for %q; want the bad line, not-a-uri", res[1].URI)
 	}
 	if n := len(dirNames(t, dir)); n != 2 {
 		t.Errorf("%d files written; want 2", n)
@@ -426,8 +492,14 @@ func TestInputFileAndEnvironment(t *testing.T) {
 
 func TestDemo(t *testing.T) {
 	r := cli(t, "", "--demo", "-o", t.TempDir())
-	if r.code != 0 || !strings.Contains(r.stdout, "307 from homeserver (token sent) → 200 from cdn (token not sent)") || strings.Contains(r.stdout, "FAILED") {
-		t.Errorf("demo: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	if r.code != 0 {
+		t.Errorf("demo: exit %d; want 0\n%s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "307 from homeserver (token sent) → 200 from cdn (token not sent)") {
+		t.Errorf("demo: no hop line for the CDN redirect:\n%s", r.stdout)
+	}
+	if strings.Contains(r.stdout, "FAILED") {
+		t.Errorf("demo: a scene failed:\n%s", r.stdout)
 	}
 	if strings.Contains(r.stdout, "demo-secret-token") {
 		t.Error("demo printed the token")

@@ -71,8 +71,17 @@ func checkSafe(t *testing.T, name string) {
 	if name == "" {
 		return
 	}
-	if strings.ContainsAny(name, `/\`) || name == "." || name == ".." || strings.HasPrefix(name, ".") || !utf8.ValidString(name) || len(name) > maxLen {
-		t.Fatalf("unsafe name %q", name)
+	if strings.ContainsAny(name, `/\`) {
+		t.Fatalf("name %q has a path separator", name)
+	}
+	if strings.HasPrefix(name, ".") { // ".", ".." and hidden files
+		t.Fatalf("name %q starts with a dot", name)
+	}
+	if !utf8.ValidString(name) {
+		t.Fatalf("name %q is not valid UTF-8", name)
+	}
+	if len(name) > maxLen {
+		t.Fatalf("name of %d bytes; want at most %d", len(name), maxLen)
 	}
 	for _, r := range name {
 		if r < 0x20 || r == 0x7f {
