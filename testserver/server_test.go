@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -241,6 +242,24 @@ func TestProfiles(t *testing.T) {
 	}
 	if _, err := testserver.Start(testserver.Config{Profile: "nope"}); err == nil {
 		t.Error("unknown profile: no error")
+	}
+}
+
+// TestZeroValues shows that the zero Config, the zero Behavior and the synapse profile agree.
+func TestZeroValues(t *testing.T) {
+	for _, p := range []testserver.Profile{"", testserver.ProfileSynapse} {
+		if b, ok := testserver.ProfileBehavior(p); !ok || !reflect.DeepEqual(b, testserver.Behavior{}) {
+			t.Errorf("ProfileBehavior(%q) = %+v, %v; want the zero Behavior", p, b, ok)
+		}
+	}
+	for _, cfg := range []testserver.Config{{}, {Behavior: &testserver.Behavior{}}} {
+		srv := testserver.New(t, cfg)
+		uri := srv.AddMedia([]byte("zero"), testserver.MediaOptions{})
+		a := get(t, srv, v3(srv, uri, "?allow_redirect=true"))
+		b := get(t, srv, v1(srv, uri, "?allow_redirect=true"), bearer(srv)...)
+		if a.status != 200 || b.status != 200 || a.header.Get("ETag") == "" {
+			t.Errorf("%+v: v3 %d, v1 %d, ETag %q; want both served directly with validators", cfg, a.status, b.status, a.header.Get("ETag"))
+		}
 	}
 }
 
