@@ -19,6 +19,7 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/mxfetch/mxfetch/mediaclient"
 	"github.com/mxfetch/mxfetch/testserver"
 )
 
@@ -464,8 +465,10 @@ func TestUploads(t *testing.T) {
 		ContentURI id.ContentURI `json:"content_uri"`
 	}
 	json.Unmarshal(a.body, &created)
-	if d := get(t, srv, v3(srv, created.ContentURI, "?timeout_ms=1")); d.status != 504 || d.errcode() != "M_NOT_YET_UPLOADED" {
-		t.Errorf("not yet uploaded: %d %s", d.status, d.body)
+	d = get(t, srv, v3(srv, created.ContentURI, "?timeout_ms=1"))
+	var respErr mautrix.RespError
+	if err := json.Unmarshal(d.body, &respErr); err != nil || d.status != 504 || !errors.Is(respErr, mediaclient.MNotYetUploaded) {
+		t.Errorf("not yet uploaded: %d %s; want 504 and the client's MNotYetUploaded", d.status, d.body)
 	}
 	var wg sync.WaitGroup
 	var waited answer
