@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -571,4 +572,40 @@ func TestParallelAndClose(t *testing.T) {
 	client.CloseIdleConnections()
 	srv.Close()
 	srv.Close()
+}
+
+// countingReaderAt counts the bytes read through it.
+type countingReaderAt struct {
+	r io.ReaderAt
+	n atomic.Int64
+}
+
+func (c *countingReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(p, off)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func TestAddReaderAt(t *testing.T) {
+	content := testContent(5000)
+	r := &countingReaderAt{r: bytes.NewReader(content)}
+	mod := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
+	opts := testserver.MediaOptions{MediaID: "fixed", ModTime: mod}
+	srv := testserver.New(t, testserver.Config{})
+	uri := srv.AddReaderAt(r, int64(len(content)), opts)
+	if n := r.n.Load(); n != 0 || uri.FileID != "fixed" {
+		t.Fatalf("AddReaderAt read %d bytes and gave %v; want nothing read yet and the media ID asked for", n, uri)
+	}
+	a := get(t, srv, v3(srv, uri, ""), "Range", "bytes=4000-")
+	if a.status != 206 || !bytes.Equal(a.body, content[4000:]) || r.n.Load() != 1000 {
+		t.Errorf("range: got %d, %d bytes, %d read; want 206 with the last 1000 bytes, 1000 read", a.status, len(a.body), r.n.Load())
+	}
+	if got := a.header.Get("Last-Modified"); got != mod.Format(http.TimeFormat) {
+		t.Errorf("Last-Modified = %q; want %q", got, mod.Format(http.TimeFormat))
+	}
+	other := testserver.New(t, testserver.Config{})
+	b := get(t, other, v3(other, other.AddReaderAt(r, int64(len(content)), opts), ""))
+	if etag := a.header.Get("ETag"); etag == "" || b.header.Get("ETag") != etag {
+		t.Errorf("ETag %q, then %q on another server with the same options; want the same", etag, b.header.Get("ETag"))
+	}
 }
