@@ -63,12 +63,13 @@ func (s *Server) handler(useTLS bool) http.Handler {
 		if strings.HasPrefix(r.URL.Path, cdnPrefix) {
 			role = RoleCDN
 		}
-		done := s.record(r, scheme, role)
+		done, sent := s.record(r, scheme, role)
 		sw := &statusWriter{ResponseWriter: w, done: done}
 		defer func() {
 			if sw.status == 0 {
 				done(0)
 			}
+			sent(sw.sent)
 		}()
 		mux.ServeHTTP(sw, r)
 	})

@@ -300,6 +300,9 @@ func TestFaults(t *testing.T) {
 		if a.header.Get("Content-Length") != fmt.Sprint(len(content)) {
 			t.Errorf("Content-Length = %s; want %d", a.header.Get("Content-Length"), len(content))
 		}
+		if reqs := srv.Requests(); len(reqs) != 1 || reqs[0].Sent != 1000 || !strings.Contains(reqs[0].String(), "-> 200 (1000 bytes)") {
+			t.Errorf("log: %v; want one entry of 1000 bytes sent", reqs)
+		}
 	})
 	t.Run("reset", func(t *testing.T) {
 		srv := testserver.New(t, testserver.Config{Behavior: &testserver.Behavior{Faults: []testserver.Fault{{Count: 1, Reset: true}}}})

@@ -44,6 +44,9 @@ type options struct {
 	certOut    string
 	quiet      bool
 
+	conformance bool
+	reportAddr  string
+
 	// Behaviour on top of the profile.
 	redirectStatus int
 	chain          string
@@ -78,6 +81,7 @@ var groups = []struct {
 	flags []string
 }{
 	{"Server", []string{"addr", "profile", "tls", "cert-out", "token", "server-name", "preload", "q"}},
+	{"Conformance kit", []string{"conformance", "report-addr"}},
 	{"Behaviour, on top of -profile (the serving flags apply where -at says)", []string{
 		"redirect-status", "chain", "at", "range-chunk", "no-validators", "ignore-range", "ignore-if-range"}},
 	{"A fault, built from these flags, at -at; it hits every matching request unless -count says", []string{
@@ -144,6 +148,8 @@ func flagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.serverName, "server-name", testserver.DefaultServerName, "server `name` of the content URIs")
 	fs.StringVar(&o.certOut, "cert-out", "", "write the TLS certificate (PEM) to this `file`, for SSL_CERT_FILE")
 	fs.BoolVar(&o.quiet, "q", false, "do not log requests")
+	fs.BoolVar(&o.conformance, "conformance", false, "publish the conformance catalogue: one mxc URI per scenario, judged from the request log\nin a report served at -report-addr and printed on exit")
+	fs.StringVar(&o.reportAddr, "report-addr", "127.0.0.1:0", "`host:port` the conformance report is served on")
 
 	fs.IntVar(&o.redirectStatus, "redirect-status", 0, "`status` of the homeserver's redirects (301, 302, 303, 307, 308, …)")
 	fs.StringVar(&o.chain, "chain", "", "comma-separated `origins` a redirect passes through, the last one serving the bytes:\n"+join(origins))
@@ -291,9 +297,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	var published []testserver.Published
+	if o.conformance {
+		published = srv.Publish(testserver.Catalogue())
+		stop, err := serveReport(srv, published, o.reportAddr, stdout)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	fmt.Fprintln(stdout, "ready")
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "stopping")
+	if o.conformance {
+		return srv.Judge(published).WriteText(stdout)
+	}
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -71,7 +72,9 @@ func startup(t *testing.T, r io.Reader) (map[string]string, [][2]string) {
 		switch {
 		case len(f) == 3 && f[0] == "media":
 			media = append(media, [2]string{f[1], f[2]})
-		case len(f) == 2:
+		case len(f) == 3 && f[0] == "scenario":
+			fields["scenario "+f[2]] = f[1]
+		case len(f) >= 2:
 			fields[f[0]] = f[1]
 		default:
 			t.Fatalf("startup line %q", lines.Text())
@@ -208,9 +211,9 @@ func TestProgram(t *testing.T) {
 	}
 }
 
-// serve runs the program in this process with args and returns its startup output and a function
-// that stops it.
-func serve(t *testing.T, args ...string) (map[string]string, [][2]string) {
+// serve runs the program in this process with args and returns its startup output. It stops the
+// program when the test ends, or when stop is called, which returns the rest of its output.
+func serve(t *testing.T, args ...string) (fields map[string]string, media [][2]string, stop func() string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	r, w := io.Pipe()
@@ -220,14 +223,21 @@ func serve(t *testing.T, args ...string) (map[string]string, [][2]string) {
 		w.CloseWithError(err)
 		done <- err
 	}()
-	t.Cleanup(func() {
-		cancel()
-		go io.Copy(io.Discard, r)
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
-	return startup(t, r)
+	var once sync.Once
+	var rest []byte
+	stop = func() string {
+		once.Do(func() {
+			cancel()
+			rest, _ = io.ReadAll(r)
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		})
+		return string(rest)
+	}
+	t.Cleanup(func() { stop() })
+	fields, media = startup(t, r)
+	return fields, media, stop
 }
 
 // TestFlagsReachTheServer runs the program in this process with serving and fault flags and
@@ -240,7 +250,7 @@ func TestFlagsReachTheServer(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(dir, "data.bin"), content, 0o644)
 
-	fields, media := serve(t, "-profile", "synapse", "-preload", dir, "-range-chunk", "3000", "-no-validators",
+	fields, media, _ := serve(t, "-profile", "synapse", "-preload", dir, "-range-chunk", "3000", "-no-validators",
 		"-stall", "1000", "-count", "1")
 	hs, token, mxc := fields["homeserver"], fields["token"], media[0][0]
 	if status, _, body, err := download(t, hs, token, mxc, 50*time.Millisecond); status != 200 || len(body) != 1000 || !errors.Is(err, context.DeadlineExceeded) {
@@ -254,7 +264,7 @@ func TestFlagsReachTheServer(t *testing.T) {
 		t.Errorf("-no-validators: ETag %q, Last-Modified %q", h.Get("ETag"), h.Get("Last-Modified"))
 	}
 
-	fields, media = serve(t, "-profile", "media-repo", "-preload", dir, "-redirect-status", "308", "-chain", "cdn-tls,cdn",
+	fields, media, _ = serve(t, "-profile", "media-repo", "-preload", dir, "-redirect-status", "308", "-chain", "cdn-tls,cdn",
 		"-at", "cdn", "-fault-status", "503", "-retry-after", "7")
 	req, _ := http.NewRequestWithContext(t.Context(), "GET", fields["homeserver"]+"/_matrix/media/v3/download/"+strings.TrimPrefix(media[0][0], "mxc://")+"?allow_redirect=true", nil)
 	tr := &http.Transport{}
@@ -266,6 +276,51 @@ func TestFlagsReachTheServer(t *testing.T) {
 	resp.Body.Close()
 	if loc := resp.Header.Get("Location"); resp.StatusCode != 308 || !strings.HasPrefix(loc, fields["cdn-tls"]+"/") {
 		t.Errorf("-redirect-status 308 -chain cdn-tls,cdn: got %d to %q", resp.StatusCode, loc)
+	}
+}
+
+// TestConformanceMode publishes the catalogue, downloads one scenario's item and reads the report
+// in its three forms, then on exit.
+func TestConformanceMode(t *testing.T) {
+	fields, _, stop := serve(t, "-conformance")
+	report := fields["report"]
+	direct := fields["scenario direct"]
+	if !strings.HasPrefix(report, "http://127.0.0.1:") || direct == "" || fields["scenario range-chunks"] == "" {
+		t.Fatalf("startup: %v", fields)
+	}
+	if status, _, _, err := download(t, fields["homeserver"], fields["token"], direct, 10*time.Second); status != 200 || err != nil {
+		t.Fatalf("download: %d %v", status, err)
+	}
+	get := func(path string) (string, string) {
+		resp, err := http.Get(report + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.Header.Get("Content-Type"), string(body)
+	}
+	var rep testserver.Report
+	if ct, body := get("report.json"); ct != "application/json" || json.Unmarshal([]byte(body), &rep) != nil || len(rep.Results) != len(testserver.Catalogue()) {
+		t.Fatalf("report.json: %s %.200s", ct, body)
+	}
+	for _, res := range rep.Results {
+		want := testserver.NotTried
+		if res.Name == "direct" {
+			want = testserver.Pass
+		}
+		if res.Verdict != want {
+			t.Errorf("%s: %s; want %s", res.Name, res.Verdict, want)
+		}
+	}
+	if ct, body := get(""); !strings.HasPrefix(ct, "text/html") || !strings.Contains(body, `data-name="direct" data-verdict="pass"`) {
+		t.Errorf("HTML report: %s %.200s", ct, body)
+	}
+	if _, body := get("report.txt"); !strings.Contains(body, "1 pass, 0 fail, 0 observed") {
+		t.Errorf("text report: %s", body)
+	}
+	if rest := stop(); !strings.Contains(rest, "PASS       direct") || !strings.Contains(rest, "1 pass, 0 fail") {
+		t.Errorf("report on exit: %s", rest)
 	}
 }
 
