@@ -281,6 +281,20 @@ func Catalogue() []Scenario {
 			Judge:    judgeFetch,
 		},
 		{
+			Name:     "param-rejected",
+			Purpose:  "The homeserver answers 400 M_INVALID_PARAM to any request carrying allow_redirect, and otherwise serves the bytes.",
+			Expect:   "Asks once more without allow_redirect and downloads the item.",
+			Behavior: Behavior{Param: ParamReject},
+			Judge:    judgeFetch,
+		},
+		{
+			Name:     "v1-unrecognized",
+			Purpose:  "The authenticated client v1 endpoint answers 404 M_UNRECOGNIZED for this item, although /versions lists v1.11.",
+			Expect:   "Falls back to the media v3 endpoint and downloads the item.",
+			Behavior: Behavior{NoV1: true},
+			Judge:    judgeFetch,
+		},
+		{
 			Name:     "redirect-other-port",
 			Purpose:  "The homeserver answers 307 to a CDN on another port of the same host.",
 			Expect:   "Follows the redirect and sends no credential to the CDN: an origin is scheme, host and port.",

@@ -62,6 +62,8 @@ func TestCatalogueWithGoHTTPClient(t *testing.T) {
 	})
 	want := map[string]testserver.Verdict{
 		"direct":                    testserver.Pass,
+		"param-rejected":            testserver.Pass, // it never sends allow_redirect
+		"v1-unrecognized":           testserver.Fail, // it does not fall back to v3
 		"redirect-other-port":       testserver.Fail,
 		"redirect-other-host":       testserver.Pass, // another host name: Go drops the token
 		"redirect-308":              testserver.Fail,
@@ -124,7 +126,7 @@ func TestCatalogueWithMediaclient(t *testing.T) {
 		return err
 	})
 	got := verdicts(rep)
-	for _, name := range []string{"direct", "redirect-other-port", "redirect-other-host", "redirect-308", "redirect-chain",
+	for _, name := range []string{"direct", "param-rejected", "v1-unrecognized", "redirect-other-port", "redirect-other-host", "redirect-308", "redirect-chain",
 		"redirect-loop", "location-userinfo", "https-to-http", "cdn-refuses-authorization", "truncated", "rate-limited"} {
 		if got[name] != testserver.Pass {
 			t.Errorf("%s: %s; want pass", name, got[name])
