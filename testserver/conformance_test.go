@@ -105,14 +105,15 @@ func TestCatalogueWithGoHTTPClient(t *testing.T) {
 	}
 }
 
-// TestCatalogueWithMediaclient runs this module's client against the catalogue. The scenarios below
-// must pass; the others are logged.
+// TestCatalogueWithMediaclient runs this module's client, with a short stall timeout, against the
+// catalogue: it passes every scenario the log can judge.
 func TestCatalogueWithMediaclient(t *testing.T) {
 	rep := runCatalogue(t, func(ctx context.Context, srv *testserver.Server, p testserver.Published) error {
 		tr := mediaclient.NewTransport()
 		tr.TLSClientConfig = &tls.Config{RootCAs: srv.CertPool()}
 		defer tr.CloseIdleConnections()
-		c, err := mediaclient.New(mediaclient.Options{HomeserverURL: srv.URL, AccessToken: srv.AccessToken, Transport: tr})
+		c, err := mediaclient.New(mediaclient.Options{HomeserverURL: srv.URL, AccessToken: srv.AccessToken, Transport: tr,
+			StallTimeout: 200 * time.Millisecond})
 		if err != nil {
 			t.Error(err)
 			return err
@@ -125,11 +126,10 @@ func TestCatalogueWithMediaclient(t *testing.T) {
 		_, err = io.Copy(io.Discard, m)
 		return err
 	})
-	got := verdicts(rep)
-	for _, name := range []string{"direct", "param-rejected", "v1-unrecognized", "redirect-other-port", "redirect-other-host", "redirect-308", "redirect-chain",
-		"redirect-loop", "location-userinfo", "https-to-http", "cdn-refuses-authorization", "truncated", "rate-limited"} {
-		if got[name] != testserver.Pass {
-			t.Errorf("%s: %s; want pass", name, got[name])
+	for _, res := range rep.Results {
+		// A 206 to a request without Range ends in an error, which the log cannot see.
+		if res.Verdict != testserver.Pass && !(res.Name == "range-unasked" && res.Verdict == testserver.Observed) {
+			t.Errorf("%s: %s (%s); want pass", res.Name, res.Verdict, res.Why)
 		}
 	}
 	var b bytes.Buffer
