@@ -7,6 +7,9 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -130,6 +133,38 @@ func TestCatalogueWithMediaclient(t *testing.T) {
 		// A 206 to a request without Range ends in an error, which the log cannot see.
 		if res.Verdict != testserver.Pass && !(res.Name == "range-unasked" && res.Verdict == testserver.Observed) {
 			t.Errorf("%s: %s (%s); want pass", res.Name, res.Verdict, res.Why)
+		}
+	}
+	var b bytes.Buffer
+	rep.WriteText(&b)
+	t.Log("\n" + b.String())
+}
+
+// TestCatalogueWithCurl runs curl -L with the token in a header, as a shell script would, against the
+// catalogue. Only verdicts that do not depend on curl's version are checked; the report is logged.
+func TestCatalogueWithCurl(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl is not installed")
+	}
+	cert := filepath.Join(t.TempDir(), "cert.pem")
+	var once sync.Once
+	rep := runCatalogue(t, func(ctx context.Context, srv *testserver.Server, p testserver.Published) error {
+		once.Do(func() { os.WriteFile(cert, srv.CertPEM(), 0o644) })
+		return exec.CommandContext(ctx, curl, "-sS", "-L", "--cacert", cert, "-o", os.DevNull,
+			"-H", "Authorization: Bearer "+srv.AccessToken, v1(srv, p.URI, "")).Run()
+	})
+	got := verdicts(rep)
+	for name, want := range map[string]testserver.Verdict{
+		"direct":            testserver.Pass,
+		"v1-unrecognized":   testserver.Fail,     // no fallback to v3
+		"redirect-loop":     testserver.Fail,     // up to 50 redirects
+		"location-userinfo": testserver.Fail,     // follows, sending the user name and password
+		"https-to-http":     testserver.Fail,     // steps down to http
+		"truncated":         testserver.Observed, // exits with an error, keeping what it got in the file
+	} {
+		if got[name] != want {
+			t.Errorf("%s: %s; want %s", name, got[name], want)
 		}
 	}
 	var b bytes.Buffer
