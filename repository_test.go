@@ -15,9 +15,7 @@ import (
 
 // stillRequired names the modules that this module requires for its own tests only but that still
 // reach a user's module graph, with the reason. Each entry is a defect to remove.
-var stillRequired = map[string]string{
-	"go.uber.org/goleak": "testserver's tests import it (internal/leakcheck does the same job)",
-}
+var stillRequired = map[string]string{}
 
 // TestConsumerModuleGraph checks what this module's go.mod hands to a program that imports only
 // mediaclient: with module graph pruning, that program's graph holds every requirement of this

@@ -56,8 +56,10 @@ const (
 	RoleAny
 )
 
-// Behavior is plain data that decides how the server answers media requests. The zero value serves
-// every download directly on both v1 and v3 and ignores allow_redirect.
+// Behavior is plain data that decides how the server answers media requests. The zero value is a
+// plain homeserver, like Synapse without a storage provider (ProfileSynapse): it serves every
+// download itself on both v1 and v3, ignores allow_redirect, honours Range and sends validators,
+// and injects no fault. Each field adds one departure from that.
 type Behavior struct {
 	// Redirect is the status of the redirect answer (301, 302, 303, 307, 308 or any other 3xx).
 	// Zero means 307 whenever V3Redirect or V1Redirect asks for a redirect.
@@ -217,7 +219,8 @@ type Serving struct {
 
 // ProfileBehavior returns the behaviour of a profile:
 //
-//   - synapse: serves every download itself on v1 and v3; ignores allow_redirect.
+//   - synapse (also ""): the zero Behavior. Serves every download itself on v1 and v3; ignores
+//     allow_redirect.
 //   - media-repo: v3 redirects (307) to the CDN when asked; v1 always redirects; a non-boolean
 //     allow_redirect is 400 M_UNKNOWN; the CDN refuses requests carrying Authorization; the first
 //     request for a thumbnail size is served directly. Bytes the homeserver serves itself come
@@ -230,9 +233,9 @@ type Serving struct {
 // An unknown profile returns false.
 func ProfileBehavior(p Profile) (Behavior, bool) {
 	switch p {
-	case ProfileSynapse:
+	case ProfileSynapse, "":
 		return Behavior{}, true
-	case ProfileMediaRepo, "":
+	case ProfileMediaRepo:
 		return Behavior{
 			Redirect: 307, V3Redirect: WhenAsked, V1Redirect: Always,
 			Param: ParamBoolean, CDNRejectsAuth: true, ThumbnailFirstDirect: true,

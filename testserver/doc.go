@@ -11,6 +11,9 @@
 // Behaviour is plain data (Behavior), per server and per media item. Every request at every origin
 // is recorded with its headers, so a test can prove where a token went.
 //
+// Catalogue lists conformance scenarios as data: Publish puts them on a server, and Judge turns the
+// request log into a Report (text, JSON or HTML) of what a client did with each.
+//
 // In a test:
 //
 //	srv := testserver.New(t, testserver.Config{Profile: testserver.ProfileMediaRepo})

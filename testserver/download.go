@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix"
+
+	"github.com/mxfetch/mxfetch/mediaclient"
 )
 
 // thumbParams validates the thumbnail query and returns a key naming the size.
@@ -23,7 +25,7 @@ func thumbParams(q url.Values) (string, error) {
 			return "", fmt.Errorf("missing %s", name)
 		}
 		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 || n > errMaxThumbnailSide {
+		if err != nil || n <= 0 || n > maxThumbnailSide {
 			return "", fmt.Errorf("invalid %s %q", name, v)
 		}
 		size[i] = n
@@ -94,7 +96,7 @@ func (s *Server) download(v1, thumbnail bool) http.HandlerFunc {
 		}
 		if !waitReady(r.Context(), m, time.Duration(timeout)*time.Millisecond) {
 			if r.Context().Err() == nil {
-				errNotYetUploaded.WithMessage("Media has not been uploaded yet").Write(w)
+				mediaclient.MNotYetUploaded.WithMessage("Media has not been uploaded yet").Write(w)
 			}
 			return
 		}

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/mxfetch/mxfetch/internal/leakcheck"
 
 	"github.com/mxfetch/mxfetch/testserver"
 )
@@ -193,7 +193,7 @@ func TestStalls(t *testing.T) {
 
 // TestCloseEndsStalls shows that Close neither waits for a stall nor leaves a goroutine behind.
 func TestCloseEndsStalls(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	leakcheck.Check(t)
 	srv, err := testserver.Start(testserver.Config{Profile: testserver.ProfileSynapse})
 	if err != nil {
 		t.Fatal(err)

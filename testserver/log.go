@@ -2,6 +2,7 @@ package testserver
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -24,6 +25,11 @@ type Request struct {
 	Header http.Header
 	// Status is the status code answered, or 0 when the connection was reset without an answer.
 	Status int
+	// Sent is how many body bytes the handler wrote, set when the answer ends (a body cut short or
+	// stalled counts what was written before; zero while the answer runs).
+	Sent int64
+	// Ended reports whether the answer is over, so that Sent is final.
+	Ended bool
 }
 
 // Query parses RawQuery.
@@ -65,8 +71,9 @@ func (s *Server) ResetLog() {
 	s.mu.Unlock()
 }
 
-// record appends an entry and returns a function that sets its status.
-func (s *Server) record(r *http.Request, scheme string, role Role) func(int) {
+// record appends an entry and returns a function that sets its status, and one that sets the
+// body bytes sent once the answer is over.
+func (s *Server) record(r *http.Request, scheme string, role Role) (status func(int), sent func(int64)) {
 	e := Request{
 		Time:     time.Now(),
 		Origin:   scheme + "://" + r.Host,
@@ -80,17 +87,44 @@ func (s *Server) record(r *http.Request, scheme string, role Role) func(int) {
 	s.log = append(s.log, e)
 	i, gen := len(s.log)-1, s.logGen
 	s.mu.Unlock()
-	return func(status int) {
+	// update changes the entry if the log has not been reset meanwhile.
+	update := func(f func(*Request)) {
 		s.mu.Lock()
-		// The log may have been reset meanwhile; only touch the entry if it is still there.
 		if gen == s.logGen {
-			s.log[i].Status = status
+			f(&s.log[i])
 		}
 		s.mu.Unlock()
+	}
+	status = func(code int) {
+		update(func(r *Request) { r.Status = code })
 		if s.cfg.Logf != nil {
-			s.cfg.Logf("%s %s %s%s -> %d%s", e.Origin, e.Method, e.Path, redactQuery(e.RawQuery), status, credentialNote(e.Header))
+			s.cfg.Logf("%s", e.line(code))
 		}
 	}
+	sent = func(n int64) { update(func(r *Request) { r.Sent, r.Ended = n, true }) }
+	return status, sent
+}
+
+// line describes a request and its status in one line, with credentials and signatures redacted.
+func (r Request) line(status int) string {
+	return fmt.Sprintf("%s %s %s%s -> %d%s", r.Origin, r.Method, r.Path, redactQuery(r.RawQuery), status, credentialNote(r.Header))
+}
+
+// String describes the request in one line, as the server logs it: with credentials and signatures
+// redacted, its status, and the body bytes sent.
+func (r Request) String() string {
+	sent := fmt.Sprintf(" (%d bytes)", r.Sent)
+	if !r.Ended {
+		sent = " (still running)"
+	}
+	return r.Time.Format("15:04:05.000 ") + r.line(r.Status) + sent + rangeNote(r.Header)
+}
+
+func rangeNote(h http.Header) string {
+	if v := h.Get("Range"); v != "" {
+		return " Range: " + v
+	}
+	return ""
 }
 
 // redactQuery hides signatures and tokens in a query string for logging.
@@ -124,11 +158,13 @@ func credentialNote(h http.Header) string {
 	return " [" + strings.Join(parts, " ") + "]"
 }
 
-// statusWriter records the status code as soon as it is written, before the client can see it.
+// statusWriter records the status code as soon as it is written, before the client can see it, and
+// counts the body bytes.
 type statusWriter struct {
 	http.ResponseWriter
 	done   func(int)
 	status int
+	sent   int64
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -143,7 +179,9 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
-	return w.ResponseWriter.Write(p)
+	n, err := w.ResponseWriter.Write(p)
+	w.sent += int64(n)
+	return n, err
 }
 
 // ReadFrom keeps the sendfile/splice fast path of the underlying writer.
@@ -151,10 +189,15 @@ func (w *statusWriter) ReadFrom(r io.Reader) (int64, error) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
+	var n int64
+	var err error
 	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
+		n, err = rf.ReadFrom(r)
+	} else {
+		n, err = io.Copy(w.ResponseWriter, r)
 	}
-	return io.Copy(w.ResponseWriter, r)
+	w.sent += n
+	return n, err
 }
 
 func (w *statusWriter) Flush() {

@@ -23,8 +23,11 @@ type MediaOptions struct {
 	// Behavior, when non-nil, replaces the server-wide behaviour for this item, with its own fault
 	// counters.
 	Behavior *Behavior
-	// MediaID is the media ID to use; "" picks a fresh one.
+	// MediaID is the media ID to use; "" picks a fresh one. An item added with the ID of another
+	// replaces it.
 	MediaID string
+	// ModTime is sent as Last-Modified; the zero value means the time the item is added.
+	ModTime time.Time
 }
 
 // Media is one stored item.
@@ -53,6 +56,16 @@ func (m *Media) Size() int64 { return m.size }
 func (s *Server) AddMedia(content []byte, opts MediaOptions) id.ContentURI {
 	sum := sha256.Sum256(content)
 	return s.add(bytes.NewReader(content), int64(len(content)), `"`+hex.EncodeToString(sum[:16])+`"`, opts)
+}
+
+// AddReaderAt stores an item whose size bytes are read from r each time they are served, so that
+// large files are streamed rather than held in memory: r must stay readable while the server runs
+// (an *os.File, say; the caller closes it after Close). Its ETag is derived from the media ID, size
+// and ModTime, so an item added again with the same options keeps it.
+func (s *Server) AddReaderAt(r io.ReaderAt, size int64, opts MediaOptions) id.ContentURI {
+	m := s.newMedia(opts)
+	sum := sha256.Sum256(fmt.Appendf(nil, "%s\x00%d\x00%d", m.ID, size, m.modTime.Unix()))
+	return s.fill(m, r, size, `"`+hex.EncodeToString(sum[:16])+`"`)
 }
 
 // AddGenerated stores size bytes of deterministic content derived from seed without holding them in
@@ -89,8 +102,14 @@ func (g generated) ReadAt(p []byte, off int64) (int, error) {
 }
 
 func (s *Server) add(r io.ReaderAt, size int64, etag string, opts MediaOptions) id.ContentURI {
-	m := s.newMedia(opts)
+	return s.fill(s.newMedia(opts), r, size, etag)
+}
+
+// fill gives a new item its bytes.
+func (s *Server) fill(m *Media, r io.ReaderAt, size int64, etag string) id.ContentURI {
+	s.mu.Lock()
 	m.content, m.size, m.etag, m.uploaded = r, size, etag, true
+	s.mu.Unlock()
 	close(m.ready)
 	return id.ContentURI{Homeserver: s.ServerName, FileID: m.ID}
 }
@@ -101,9 +120,12 @@ func (s *Server) newMedia(opts MediaOptions) *Media {
 		ContentType: opts.ContentType,
 		FileName:    opts.FileName,
 		thumbnail:   opts.Thumbnail,
-		modTime:     time.Now().UTC().Truncate(time.Second),
+		modTime:     opts.ModTime.UTC().Truncate(time.Second),
 		ready:       make(chan struct{}),
 		thumbs:      make(map[string]int),
+	}
+	if opts.ModTime.IsZero() {
+		m.modTime = time.Now().UTC().Truncate(time.Second)
 	}
 	if m.ContentType == "" {
 		m.ContentType = "application/octet-stream"

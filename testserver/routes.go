@@ -15,16 +15,18 @@ import (
 	"maunium.net/go/mautrix/id"
 )
 
-// Matrix errors the server writes that mautrix has no value for.
-var (
-	errNotYetUploaded   = mautrix.RespError{ErrCode: "M_NOT_YET_UPLOADED", StatusCode: http.StatusGatewayTimeout}
-	errCannotOverwrite  = mautrix.RespError{ErrCode: "M_CANNOT_OVERWRITE_MEDIA", StatusCode: http.StatusConflict}
-	errMaxThumbnailSide = 10000
-	defaultTimeoutMS    = 20000
-	maxTimeoutMS        = 120000
-	defaultURLTTL       = 5 * time.Minute
-	slowChunk           = 16 << 10
-	cdnPrefix           = "/_cdn/"
+// errCannotOverwrite is the Matrix error for a second upload to the same media ID; mautrix has no
+// value for it and the client never reads it. M_NOT_YET_UPLOADED is written as
+// mediaclient.MNotYetUploaded, the value the client matches with errors.Is.
+var errCannotOverwrite = mautrix.RespError{ErrCode: "M_CANNOT_OVERWRITE_MEDIA", StatusCode: http.StatusConflict}
+
+const (
+	maxThumbnailSide = 10000
+	defaultTimeoutMS = 20000
+	maxTimeoutMS     = 120000
+	defaultURLTTL    = 5 * time.Minute
+	slowChunk        = 16 << 10
+	cdnPrefix        = "/_cdn/"
 )
 
 func (s *Server) handler(useTLS bool) http.Handler {
@@ -61,12 +63,13 @@ func (s *Server) handler(useTLS bool) http.Handler {
 		if strings.HasPrefix(r.URL.Path, cdnPrefix) {
 			role = RoleCDN
 		}
-		done := s.record(r, scheme, role)
+		done, sent := s.record(r, scheme, role)
 		sw := &statusWriter{ResponseWriter: w, done: done}
 		defer func() {
 			if sw.status == 0 {
 				done(0)
 			}
+			sent(sw.sent)
 		}()
 		mux.ServeHTTP(sw, r)
 	})

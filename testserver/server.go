@@ -49,7 +49,8 @@ const (
 
 // Config configures a Server. Every zero value has a documented default.
 type Config struct {
-	// Profile picks the default Behavior; "" means ProfileMediaRepo. Ignored when Behavior is set.
+	// Profile picks the Behavior; "" means ProfileSynapse, whose behaviour is the zero Behavior, so
+	// that Config{} and Config{Behavior: &Behavior{}} agree. Ignored when Behavior is set.
 	Profile Profile
 	// Behavior, when non-nil, replaces the profile's behaviour.
 	Behavior *Behavior

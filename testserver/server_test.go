@@ -9,15 +9,18 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/mxfetch/mxfetch/internal/leakcheck"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/mxfetch/mxfetch/mediaclient"
 	"github.com/mxfetch/mxfetch/testserver"
 )
 
@@ -244,6 +247,24 @@ func TestProfiles(t *testing.T) {
 	}
 }
 
+// TestZeroValues shows that the zero Config, the zero Behavior and the synapse profile agree.
+func TestZeroValues(t *testing.T) {
+	for _, p := range []testserver.Profile{"", testserver.ProfileSynapse} {
+		if b, ok := testserver.ProfileBehavior(p); !ok || !reflect.DeepEqual(b, testserver.Behavior{}) {
+			t.Errorf("ProfileBehavior(%q) = %+v, %v; want the zero Behavior", p, b, ok)
+		}
+	}
+	for _, cfg := range []testserver.Config{{}, {Behavior: &testserver.Behavior{}}} {
+		srv := testserver.New(t, cfg)
+		uri := srv.AddMedia([]byte("zero"), testserver.MediaOptions{})
+		a := get(t, srv, v3(srv, uri, "?allow_redirect=true"))
+		b := get(t, srv, v1(srv, uri, "?allow_redirect=true"), bearer(srv)...)
+		if a.status != 200 || b.status != 200 || a.header.Get("ETag") == "" {
+			t.Errorf("%+v: v3 %d, v1 %d, ETag %q; want both served directly with validators", cfg, a.status, b.status, a.header.Get("ETag"))
+		}
+	}
+}
+
 func TestFaults(t *testing.T) {
 	content := bytes.Repeat([]byte("0123456789"), 10000)
 	t.Run("429 then 200", func(t *testing.T) {
@@ -278,6 +299,9 @@ func TestFaults(t *testing.T) {
 		}
 		if a.header.Get("Content-Length") != fmt.Sprint(len(content)) {
 			t.Errorf("Content-Length = %s; want %d", a.header.Get("Content-Length"), len(content))
+		}
+		if reqs := srv.Requests(); len(reqs) != 1 || reqs[0].Sent != 1000 || !strings.Contains(reqs[0].String(), "-> 200 (1000 bytes)") {
+			t.Errorf("log: %v; want one entry of 1000 bytes sent", reqs)
 		}
 	})
 	t.Run("reset", func(t *testing.T) {
@@ -445,8 +469,10 @@ func TestUploads(t *testing.T) {
 		ContentURI id.ContentURI `json:"content_uri"`
 	}
 	json.Unmarshal(a.body, &created)
-	if d := get(t, srv, v3(srv, created.ContentURI, "?timeout_ms=1")); d.status != 504 || d.errcode() != "M_NOT_YET_UPLOADED" {
-		t.Errorf("not yet uploaded: %d %s", d.status, d.body)
+	d = get(t, srv, v3(srv, created.ContentURI, "?timeout_ms=1"))
+	var respErr mautrix.RespError
+	if err := json.Unmarshal(d.body, &respErr); err != nil || d.status != 504 || !errors.Is(respErr, mediaclient.MNotYetUploaded) {
+		t.Errorf("not yet uploaded: %d %s; want 504 and the client's MNotYetUploaded", d.status, d.body)
 	}
 	var wg sync.WaitGroup
 	var waited answer
@@ -500,7 +526,7 @@ func TestMautrixClient(t *testing.T) {
 }
 
 func TestParallelAndClose(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	leakcheck.Check(t)
 	srv, err := testserver.Start(testserver.Config{Profile: testserver.ProfileMediaRepo})
 	if err != nil {
 		t.Fatal(err)
@@ -549,4 +575,40 @@ func TestParallelAndClose(t *testing.T) {
 	client.CloseIdleConnections()
 	srv.Close()
 	srv.Close()
+}
+
+// countingReaderAt counts the bytes read through it.
+type countingReaderAt struct {
+	r io.ReaderAt
+	n atomic.Int64
+}
+
+func (c *countingReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(p, off)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func TestAddReaderAt(t *testing.T) {
+	content := testContent(5000)
+	r := &countingReaderAt{r: bytes.NewReader(content)}
+	mod := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
+	opts := testserver.MediaOptions{MediaID: "fixed", ModTime: mod}
+	srv := testserver.New(t, testserver.Config{})
+	uri := srv.AddReaderAt(r, int64(len(content)), opts)
+	if n := r.n.Load(); n != 0 || uri.FileID != "fixed" {
+		t.Fatalf("AddReaderAt read %d bytes and gave %v; want nothing read yet and the media ID asked for", n, uri)
+	}
+	a := get(t, srv, v3(srv, uri, ""), "Range", "bytes=4000-")
+	if a.status != 206 || !bytes.Equal(a.body, content[4000:]) || r.n.Load() != 1000 {
+		t.Errorf("range: got %d, %d bytes, %d read; want 206 with the last 1000 bytes, 1000 read", a.status, len(a.body), r.n.Load())
+	}
+	if got := a.header.Get("Last-Modified"); got != mod.Format(http.TimeFormat) {
+		t.Errorf("Last-Modified = %q; want %q", got, mod.Format(http.TimeFormat))
+	}
+	other := testserver.New(t, testserver.Config{})
+	b := get(t, other, v3(other, other.AddReaderAt(r, int64(len(content)), opts), ""))
+	if etag := a.header.Get("ETag"); etag == "" || b.header.Get("ETag") != etag {
+		t.Errorf("ETag %q, then %q on another server with the same options; want the same", etag, b.header.Get("ETag"))
+	}
 }
