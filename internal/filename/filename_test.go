@@ -30,6 +30,17 @@ func TestSanitize(t *testing.T) {
 		"\xff\xfe.bin":                     "_.bin",
 		strings.Repeat("a", 300):           strings.Repeat("a", 200),
 		strings.Repeat("é", 150) + ".jpeg": strings.Repeat("é", 97) + ".jpeg",
+		// Format and separator characters are dropped; other spaces become plain ones.
+		"invoice\u202etxt.exe":       "invoicetxt.exe",
+		"a\u200bb\u2028c\u2029d.txt": "abcd.txt",
+		"\ufeffbom.txt":              "bom.txt",
+		"\u2066iso\u2069.pdf":        "iso.pdf",
+		"x\u00a0y\u3000z.txt":        "x y z.txt",
+		"\u3164\u115f.txt":           "txt",
+		"\u0085next\u009b[2J.txt":    "next[2J.txt",
+		".\u200b./x.txt":             "x.txt",
+		"\u200b":                     "",
+		"emoji \u2764\ufe0f.png":     "emoji \u2764\ufe0f.png",
 	} {
 		if got := Sanitize(in); got != want {
 			t.Errorf("Sanitize(%q) = %q; want %q", in, got, want)
@@ -80,12 +91,56 @@ func checkSafe(t *testing.T, name string) {
 	if !utf8.ValidString(name) {
 		t.Fatalf("name %q is not valid UTF-8", name)
 	}
-	if len(name) > maxLen {
-		t.Fatalf("name of %d bytes; want at most %d", len(name), maxLen)
+	if len(name) > MaxLen {
+		t.Fatalf("name of %d bytes; want at most %d", len(name), MaxLen)
 	}
 	for _, r := range name {
-		if r < 0x20 || r == 0x7f {
-			t.Fatalf("control character in %q", name)
+		if Invisible(r) {
+			t.Fatalf("invisible character %U in %q", r, name)
+		}
+	}
+}
+
+func TestFit(t *testing.T) {
+	short := Fit("abc", ".txt")
+	if short != "abc.txt" {
+		t.Errorf("Fit(abc, .txt) = %q", short)
+	}
+	// Media IDs may be 255 bytes long: the name still fits, keeps its extension and stays unique.
+	a, b := strings.Repeat("A", 254)+"1", strings.Repeat("A", 254)+"2"
+	fa, fb := Fit(a, ".jpeg"), Fit(b, ".jpeg")
+	if len(fa) > MaxLen || !strings.HasSuffix(fa, ".jpeg") || fa == fb || !strings.HasPrefix(fa, "AAAA") {
+		t.Errorf("Fit of long stems: %q (%d bytes), %q", fa, len(fa), fb)
+	}
+	if got := Fit(strings.Repeat("é", 150), ""); len(got) > MaxLen || !utf8.ValidString(got) {
+		t.Errorf("Fit cut a rune: %q", got)
+	}
+}
+
+func TestExtension(t *testing.T) {
+	for in, want := range map[string]string{
+		"text/plain":                ".txt",
+		"text/plain; charset=utf-8": ".txt",
+		"image/jpeg":                ".jpg",
+		"IMAGE/PNG":                 ".png",
+		"image/gif":                 ".gif",
+		"image/webp":                ".webp",
+		"image/svg+xml":             ".svg",
+		"video/mp4":                 ".mp4",
+		"video/webm":                ".webm",
+		"audio/ogg":                 ".ogg",
+		"audio/mpeg":                ".mp3",
+		"audio/mp4":                 ".m4a",
+		"application/pdf":           ".pdf",
+		"application/json":          ".json",
+		"application/zip":           ".zip",
+		"application/octet-stream":  "",
+		"x/unknown":                 "",
+		"":                          "",
+		"not a type":                "",
+	} {
+		if got := Extension(in); got != want {
+			t.Errorf("Extension(%q) = %q; want %q", in, got, want)
 		}
 	}
 }
