@@ -123,13 +123,19 @@ func runDemo(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 			pool.AppendCertsFromPEM(srv.CertPEM())
 			so.rootCAs = pool
 		}
-		client, err := so.client()
+		rt, watching := so.transport()
+		client, err := so.client(srv.URL, rt)
 		if err != nil {
 			srv.Close()
 			return err
 		}
-		d := &downloader{o: &so, c: client, stdout: stdout, pr: newProgress(false, stderr), names: &names{claimed: map[string]bool{}}}
+		d, err := newDownloader(&so, &clients{o: &so, fixed: client}, watching, stdout, stderr)
+		if err != nil {
+			srv.Close()
+			return err
+		}
 		r := d.one(ctx, uri.String())
+		d.close()
 		for _, req := range srv.Requests() {
 			fmt.Fprintf(stdout, "   %-10s saw %s %s%s  credentials: %s\n", originName(srv, req.Origin), req.Method, req.Path, queryNote(req), yesNo(req.HasCredentials()))
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,11 +11,14 @@ import (
 	"hash"
 	"io"
 	"io/fs"
-	"mime"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
@@ -37,6 +41,9 @@ type result struct {
 	Skipped        bool   `json:"skipped,omitempty"`
 	Error          string `json:"error,omitempty"`
 	ErrCode        string `json:"errcode,omitempty"`
+
+	origin string // the origin that answered last, for the failure line
+	status int    // the status of a failed answer, or 0
 }
 
 // MarshalJSON writes every documented key, with null for what is unknown (no path for a failed
@@ -52,7 +59,7 @@ func (r result) MarshalJSON() ([]byte, error) {
 	if hops == nil {
 		hops = []hop{}
 	}
-	return json.Marshal(struct {
+	data, err := json.Marshal(struct {
 		URI            string  `json:"uri"`
 		OK             bool    `json:"ok"`
 		Path           *string `json:"path"`
@@ -66,14 +73,44 @@ func (r result) MarshalJSON() ([]byte, error) {
 		Error          *string `json:"error"`
 		ErrCode        *string `json:"errcode"`
 	}{r.URI, r.OK, str(r.Path), r.Bytes, str(r.SHA256), str(r.ContentType), hops, r.Fallback, str(r.FallbackReason), r.Skipped, str(r.Error), str(r.ErrCode)})
+	return jsonEscapeInvisible(data), err
+}
+
+// jsonEscapeInvisible rewrites the characters escape would show escaped (DEL, C1 controls, format
+// characters) as \u escapes, which encoding/json leaves raw: the same JSON value, safe to print on
+// a terminal. Outside strings JSON holds only ASCII, so every such character is inside a string.
+func jsonEscapeInvisible(data []byte) []byte {
+	if !needsEscape(string(data)) {
+		return data
+	}
+	var b bytes.Buffer
+	for len(data) > 0 {
+		r, size := utf8.DecodeRune(data)
+		switch {
+		case !escapedRune(r):
+			b.Write(data[:size])
+		case r > 0xffff:
+			r1, r2 := utf16.EncodeRune(r)
+			fmt.Fprintf(&b, `\u%04x\u%04x`, r1, r2)
+		default:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		}
+		data = data[size:]
+	}
+	return b.Bytes()
 }
 
 func (r *result) fail(err error) *result {
 	r.OK = false
 	// The URI is already in the result (and in the error line): say only what went wrong.
 	var he mautrix.HTTPError
-	if errors.As(err, &he) && he.RespError != nil {
-		r.ErrCode = he.RespError.ErrCode
+	if errors.As(err, &he) {
+		if he.RespError != nil {
+			r.ErrCode = he.RespError.ErrCode
+		}
+		if he.Response != nil {
+			r.status = he.Response.StatusCode
+		}
 	}
 	var me *mediaclient.Error
 	if errors.As(err, &me) {
@@ -83,6 +120,11 @@ func (r *result) fail(err error) *result {
 		if me.URI == r.URI {
 			err = me.Err
 		}
+		if len(r.Hops) > 0 && r.origin == "" {
+			r.origin = r.Hops[len(r.Hops)-1].Origin
+		}
+	} else {
+		r.origin = "" // a local failure: no server to name
 	}
 	r.Error = strings.TrimPrefix(err.Error(), "mediaclient: ")
 	return r
@@ -94,101 +136,265 @@ type names struct {
 	claimed map[string]bool
 }
 
-// claim returns a path in dir for base that no other download of this run uses. A name already
-// taken gets the media ID before its extension: photo.jpg, then photo-<mediaID>.jpg.
-func (n *names) claim(dir, base, mediaID string) string {
+// claim returns a name for base that no other download of this run uses. A name already taken
+// gets the media ID before its extension: photo.jpg, then photo-<mediaID>.jpg. Every name fits
+// filename.MaxLen.
+func (n *names) claim(base, mediaID string) string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	ext := filepath.Ext(base)
 	stem := strings.TrimSuffix(base, ext)
-	candidates := []string{base, stem + "-" + mediaID + ext}
-	for i := 2; ; i++ {
-		var p string
-		if len(candidates) > 0 {
-			p, candidates = filepath.Join(dir, candidates[0]), candidates[1:]
-		} else {
-			p = filepath.Join(dir, fmt.Sprintf("%s-%s-%d%s", stem, mediaID, i, ext))
+	for i := 1; ; i++ {
+		var name string
+		switch i {
+		case 1:
+			name = base
+		case 2:
+			name = filename.Fit(stem+"-"+mediaID, ext)
+		default:
+			name = filename.Fit(fmt.Sprintf("%s-%s-%d", stem, mediaID, i-1), ext)
 		}
-		if !n.claimed[p] {
-			n.claimed[p] = true
-			return p
+		if !n.claimed[name] {
+			n.claimed[name] = true
+			return name
 		}
 	}
 }
 
-// download fetches every URI of o with o.jobs workers, reports each result and returns errFailed if
-// any failed.
-func download(ctx context.Context, o *options, c *mediaclient.Client, stdout, stderr io.Writer) error {
-	pr := newProgress(!o.quiet && !o.json && isTerminal(stderr), stderr)
-	d := &downloader{o: o, c: c, stdout: stdout, pr: pr, names: &names{claimed: map[string]bool{}}}
-	results := make([]*result, len(o.uris))
-	jobs := o.jobs
-	if o.outputIsStdout {
-		jobs = 1 // bytes on stdout keep the order of the URIs
+// downloader runs the downloads of one command line.
+type downloader struct {
+	o        *options
+	clients  *clients
+	watching bool // the transport reports each request (see observe.go)
+	stdout   io.Writer
+	pr       *progress
+	names    *names
+	dir      *outDir // the output directory, or the directory of -o FILE; nil for stdout
+}
+
+func newDownloader(o *options, cs *clients, watching bool, stdout, stderr io.Writer) (*downloader, error) {
+	live := !o.quiet && !o.json && isTerminal(stderr) && !o.outputIsTerminal(stdout)
+	d := &downloader{o: o, clients: cs, watching: watching, stdout: stdout, names: &names{claimed: map[string]bool{}}}
+	switch {
+	case o.outputIsStdout, o.target != nil && o.target.special:
+	case o.outputIsDir:
+		dir, err := openOutDir(o.output)
+		if err != nil {
+			return nil, err
+		}
+		d.dir = dir
+	default:
+		dir, err := openOutDir(o.target.dir)
+		if err != nil {
+			return nil, err
+		}
+		d.dir = dir
 	}
+	d.pr = newProgress(live, stderr)
+	return d, nil
+}
+
+func (d *downloader) close() {
+	if d.dir != nil {
+		d.dir.root.Close()
+	}
+}
+
+// outputIsTerminal reports whether the media bytes go to a terminal: progress bars would mix with
+// them.
+func (o *options) outputIsTerminal(stdout io.Writer) bool {
+	if o.outputIsStdout {
+		return isTerminal(stdout)
+	}
+	if o.target == nil || !o.target.special {
+		return false
+	}
+	st, err := os.Stat(o.output)
+	if err != nil || st.Mode()&fs.ModeCharDevice == 0 {
+		return false
+	}
+	f, err := os.OpenFile(o.output, os.O_WRONLY, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return isTerminal(f)
+}
+
+// unique returns the URIs without repeats (by their canonical form), in order.
+func unique(uris []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, u := range uris {
+		if k := canonical(u); !seen[k] {
+			seen[k] = true
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func canonical(raw string) string {
+	if u, err := mediaclient.ParseURI(raw); err == nil {
+		return u.String()
+	}
+	return raw
+}
+
+// run fetches every URI with o.jobs workers, each distinct URI once, reports one result per URI
+// given, and returns errFailed if any failed.
+func (d *downloader) run(ctx context.Context) error {
+	o := d.o
+	type job struct {
+		raw    string
+		inputs []int // where the URI was given
+	}
+	var jobs []*job
+	index := map[string]*job{}
+	for i, raw := range o.uris {
+		k := canonical(raw)
+		if j := index[k]; j != nil {
+			j.inputs = append(j.inputs, i)
+			continue
+		}
+		j := &job{raw: raw, inputs: []int{i}}
+		index[k] = j
+		jobs = append(jobs, j)
+	}
+	workers := o.jobs
+	if o.outputIsStdout || o.target != nil && o.target.special {
+		workers = 1 // bytes in one stream keep the order of the URIs
+	}
+	results := make([]*result, len(o.uris))
+	done := make([]*result, len(jobs))
 	var (
 		mu      sync.Mutex
 		emitted int
 	)
-	emit := func() { // print finished results in input order
+	finished := func(ji int, r *result) { // record a job's result and print results in input order
 		mu.Lock()
 		defer mu.Unlock()
+		done[ji] = r
+		for _, i := range jobs[ji].inputs {
+			c := *r
+			c.URI = o.uris[i]
+			results[i] = &c
+		}
 		for emitted < len(results) && results[emitted] != nil {
-			r := results[emitted]
-			emitted++
 			if o.json {
-				json.NewEncoder(stdout).Encode(r)
+				data, _ := json.Marshal(results[emitted])
+				d.stdout.Write(append(data, '\n'))
 			}
+			emitted++
 		}
 	}
 	idx := make(chan int)
 	var wg sync.WaitGroup
-	for range min(jobs, len(o.uris)) {
+	for range min(workers, len(jobs)) {
 		wg.Go(func() {
-			for i := range idx {
-				r := d.one(ctx, o.uris[i])
+			for ji := range idx {
+				r := d.one(ctx, jobs[ji].raw)
 				if !r.OK {
-					pr.printf("mxfetch: %s: %s\n", r.URI, r.Error)
+					d.pr.println(d.failureLine(r, len(jobs[ji].inputs)))
 				}
-				mu.Lock()
-				results[i] = r
-				mu.Unlock()
-				emit()
+				finished(ji, r)
 			}
 		})
 	}
-	for i := range o.uris {
-		idx <- i
+	for ji := range jobs {
+		idx <- ji
 	}
 	close(idx)
 	wg.Wait()
 
 	var ok, failed, skipped int
-	var bytes int64
-	for _, r := range results {
+	var total int64
+	for _, r := range done {
 		switch {
 		case r.Skipped:
 			skipped++
 		case r.OK:
 			ok++
-			bytes += r.Bytes
+			total += r.Bytes
 		default:
 			failed++
 		}
 	}
-	pr.finish(ok, failed, skipped, bytes)
+	line := fmt.Sprintf("%d downloaded, %d failed", ok, failed)
+	if skipped > 0 {
+		line += fmt.Sprintf(", %d skipped", skipped)
+	}
+	if n := len(o.uris) - len(jobs); n > 0 {
+		line += fmt.Sprintf(", %d repeated URI(s) fetched once", n)
+	}
+	d.pr.finish(fmt.Sprintf("%s: %s in %v", line, humanBytes(total), since(d.pr.start)))
 	if failed > 0 {
 		return errFailed
 	}
 	return nil
 }
 
-type downloader struct {
-	o      *options
-	c      *mediaclient.Client
-	stdout io.Writer
-	pr     *progress
-	names  *names
+// failureLine says what went wrong with one URI, where, and what might help.
+func (d *downloader) failureLine(r *result, times int) string {
+	msg := "mxfetch: " + r.URI + ": " + truncate(r.Error, 500)
+	if r.origin != "" && !strings.Contains(r.Error, r.origin) {
+		msg += " (from " + r.origin + ")"
+	}
+	if times > 1 {
+		msg += fmt.Sprintf(" [given %d times]", times)
+	}
+	if d.o.token == "" && needsToken(r) {
+		msg += "; no access token was given, and a server that serves only authenticated media needs one (--token, --token-file or MATRIX_ACCESS_TOKEN)"
+	}
+	return msg
+}
+
+// needsToken reports a failure that a missing access token may explain.
+func needsToken(r *result) bool {
+	switch r.ErrCode {
+	case "M_MISSING_TOKEN", "M_UNKNOWN_TOKEN", "M_FORBIDDEN", "M_UNAUTHORIZED", "M_NOT_FOUND", "M_UNRECOGNIZED":
+		return true
+	}
+	return r.status == 401 || r.status == 403 || r.status == 404
+}
+
+// newWatch returns the watch of one download: notes on retries and resumes (unless -q) and, with -v,
+// one line per request.
+func (d *downloader) newWatch(uri string) *watch {
+	w := &watch{}
+	n := 0
+	w.started = func(x, prev *exchange) {
+		n++
+		if prev == nil || !prev.transient() || d.o.quiet && !d.o.verbose {
+			return
+		}
+		what := "retrying"
+		if prev.bodyErr != nil && x.rangeFrom > 0 {
+			what = fmt.Sprintf("resuming at byte %d", x.rangeFrom)
+		}
+		d.pr.printf("mxfetch: %s: %s after %s", uri, what, prev.outcome())
+	}
+	if d.o.verbose {
+		w.finished = func(x *exchange) {
+			creds := "no credentials"
+			if x.credentials {
+				creds = "credentials sent"
+			}
+			res := fmt.Sprintf("%d %s", x.status, statusText(x.status))
+			if x.err != nil {
+				res = x.err.Error()
+			}
+			rng := ""
+			if x.rangeFrom >= 0 {
+				rng = fmt.Sprintf(" (Range from byte %d)", x.rangeFrom)
+			}
+			d.pr.printf("mxfetch: %s: request %d: %s %s%s%s → %s, %s", uri, n, x.method, x.origin, x.path, rng, res, creds)
+		}
+		w.broke = func(x *exchange) {
+			d.pr.printf("mxfetch: %s: %s", uri, x.outcome())
+		}
+	}
+	return w
 }
 
 // one downloads one URI and says how it went.
@@ -199,35 +405,31 @@ func (d *downloader) one(ctx context.Context, raw string) *result {
 	if err != nil {
 		return r.fail(err)
 	}
-	if !o.outputIsDir && !o.outputIsStdout && !o.clobber {
-		if _, err := os.Lstat(o.output); err == nil {
-			if o.skipExisting {
-				r.OK, r.Skipped, r.Path = true, true, o.output
-				return r
-			}
-			return r.fail(fmt.Errorf("%s exists (use --clobber to overwrite or --skip-existing)", o.output))
+	if t := o.target; t != nil && t.exists && !o.clobber {
+		if o.skipExisting {
+			r.OK, r.Skipped, r.Path = true, true, o.output
+			return r
 		}
+		return r.fail(&errExists{path: o.output})
 	}
-	var m *mediaclient.Media
-	var part *partial
-	if o.thumbnail != "" {
-		m, err = d.c.Thumbnail(ctx, uri, mediaclient.ThumbnailOptions{Width: o.width, Height: o.height, Method: o.method, Animated: o.animated})
-	} else if o.cont {
-		dir := o.output
-		if !o.outputIsDir {
-			dir = filepath.Dir(o.output)
-		}
-		part = partialFor(dir, uri)
-		m, err = d.c.Download(ctx, uri, mediaclient.DownloadOptions{Offset: part.offset, IfRange: part.validator})
-		if err != nil && part.offset > 0 && rangeNotSatisfiable(err) {
-			part.discard()
-			m, err = d.c.Download(ctx, uri)
-		}
-	} else {
-		m, err = d.c.Download(ctx, uri)
-	}
+	c, err := d.clients.forServer(ctx, uri.Homeserver)
 	if err != nil {
-		d.verbose(raw, hopsOf(err))
+		return r.fail(err)
+	}
+	w := d.newWatch(raw)
+	if d.watching {
+		ctx = withWatch(ctx, w)
+	}
+	var part *partial
+	if o.cont && d.dir != nil {
+		if part, err = d.dir.openPartial(uri); err != nil {
+			return r.fail(err)
+		}
+		defer part.close()
+	}
+	m, err := d.request(ctx, c, uri, part)
+	if err != nil {
+		d.verboseHops(raw, hopsOf(err))
 		return r.fail(err)
 	}
 	defer m.Close()
@@ -238,8 +440,6 @@ func (d *downloader) one(ctx context.Context, raw string) *result {
 			r.FallbackReason += "; " + string(f)
 		}
 	}
-	d.verbose(raw, m.Hops())
-
 	src, err := d.source(m)
 	if err != nil {
 		return r.fail(err)
@@ -250,54 +450,106 @@ func (d *downloader) one(ctx context.Context, raw string) *result {
 	if o.json || o.hash {
 		sum.h = sha256.New()
 	}
-	if o.outputIsStdout {
-		r.Path = "-"
-		var n int64
-		var err error
-		if sum.h != nil {
-			n, err = io.Copy(io.MultiWriter(d.stdout, sum), src)
+	var n int64
+	if o.outputIsStdout || o.target != nil && o.target.special {
+		r.Path = o.output
+		tr := d.pr.track(o.output, total(m))
+		n, err = d.stream(m, src, io.MultiWriter(sum, tr))
+		tr.done()
+	} else {
+		name := ""
+		if o.target != nil {
+			name = o.target.name
 		} else {
-			n, err = io.Copy(d.stdout, src)
+			name = d.names.claim(d.baseName(uri, m), uri.FileID)
+			r.Path = d.dir.display(name)
 		}
-		r.Bytes, r.Hops = n, hopsJSON(m.Hops())
-		if err != nil {
+		if o.target != nil {
+			r.Path = o.output
+		}
+		if err := d.dir.checkFree(name, o.clobber); err != nil {
+			if o.skipExisting && errors.Is(err, fs.ErrExist) {
+				r.OK, r.Skipped = true, true
+				return r
+			}
 			return r.fail(err)
 		}
-		r.OK, r.SHA256 = true, sum.hex()
-		return r
-	}
-
-	path := o.output
-	if o.outputIsDir {
-		path = d.names.claim(o.output, d.baseName(uri, m), uri.FileID)
-	}
-	r.Path = path
-	if _, err := os.Lstat(path); err == nil && !o.clobber {
-		if o.skipExisting {
-			r.OK, r.Skipped = true, true
-			return r
+		tr := d.pr.track(name, total(m))
+		if part != nil {
+			n, err = part.write(name, m, src, io.MultiWriter(sum, tr), o.clobber)
+		} else {
+			n, err = d.dir.writeFile(name, src, io.MultiWriter(sum, tr), o.clobber)
 		}
-		return r.fail(fmt.Errorf("%s exists (use --clobber to overwrite or --skip-existing)", path))
+		tr.done()
+		if err == nil && part == nil && o.thumbnail == "" {
+			d.dir.removeStalePartial(uri)
+		}
 	}
-	total := m.ContentLength
-	if total >= 0 {
-		total += m.Offset
-	}
-	tr := d.pr.track(filepath.Base(path), total)
-	var n int64
-	if part != nil {
-		n, err = part.write(path, m, src, io.MultiWriter(sum, tr), o.clobber)
-		n += m.Offset
-	} else {
-		n, err = writeAtomic(path, io.MultiWriter(sum, tr), src, o.clobber)
-	}
-	tr.done(err == nil)
 	r.Bytes, r.Hops = n, hopsJSON(m.Hops()) // a resumed body added hops
+	d.verboseHops(raw, m.Hops())
 	if err != nil {
 		return r.fail(err)
 	}
 	r.OK, r.SHA256 = true, sum.hex()
 	return r
+}
+
+// total is the size of the whole media, or -1.
+func total(m *mediaclient.Media) int64 {
+	if m.ContentLength < 0 {
+		return -1
+	}
+	return m.Offset + m.ContentLength
+}
+
+// request asks for the media, from where a kept partial copy ends if there is one. A partial copy
+// the server shows to be of no use (416, or a changed media) is discarded and the media asked for
+// anew.
+func (d *downloader) request(ctx context.Context, c *mediaclient.Client, uri id.ContentURI, part *partial) (*mediaclient.Media, error) {
+	o := d.o
+	switch {
+	case o.thumbnail != "":
+		return c.Thumbnail(ctx, uri, mediaclient.ThumbnailOptions{Width: o.width, Height: o.height, Method: o.method, Animated: o.animated})
+	case part == nil || part.offset == 0:
+		return c.Download(ctx, uri)
+	}
+	m, err := c.Download(ctx, uri, mediaclient.DownloadOptions{Offset: part.offset, IfRange: part.validator})
+	why := ""
+	switch {
+	case err != nil && unusable(err):
+		why = strings.TrimPrefix(errors.Unwrap(err).Error(), "mediaclient: ")
+	case err == nil && m.Offset > 0 && m.Validator() != "" && m.Validator() != part.validator:
+		// A server that ignores If-Range resumed a media whose validator changed.
+		m.Close()
+		why = fmt.Sprintf("its validator was %s, the media's is now %s", part.validator, m.Validator())
+	default:
+		return m, err
+	}
+	if !o.quiet || o.verbose {
+		d.pr.printf("mxfetch: %s: the partial copy (%d bytes) no longer fits the media (%s); starting over", uri.String(), part.offset, why)
+	}
+	part.reset()
+	return c.Download(ctx, uri)
+}
+
+// stream writes the download to stdout or to a special file. Decrypted bytes wait in a private
+// temporary file until the hash matched.
+func (d *downloader) stream(m *mediaclient.Media, src io.Reader, observer io.Writer) (int64, error) {
+	write := func(r io.Reader) (int64, error) {
+		if d.o.outputIsStdout {
+			return io.Copy(d.stdout, r)
+		}
+		return writeThrough(d.o.output, r, io.Discard)
+	}
+	if d.o.encrypted == nil {
+		return write(io.TeeReader(src, observer))
+	}
+	b, err := buffered(io.TeeReader(src, observer))
+	if err != nil {
+		return 0, err
+	}
+	defer b.Close()
+	return write(b)
 }
 
 // checksum is a SHA-256 that may be switched off (nil h): then it takes bytes and computes nothing.
@@ -317,35 +569,36 @@ func (c checksum) hex() string {
 	return hex.EncodeToString(c.h.Sum(nil))
 }
 
-// baseName picks the file name in the output directory: the server's (sanitised) name, else the
-// media ID with an extension from the content type.
+// baseName picks the file name in the output directory: the server's (sanitised) name, which the
+// library takes from the answer that carried the bytes or else from the homeserver's redirect;
+// else the media ID with an extension from the content type.
 func (d *downloader) baseName(uri id.ContentURI, m *mediaclient.Media) string {
 	if name := filename.Sanitize(m.FileName); name != "" && d.o.thumbnail == "" {
 		return name
 	}
-	base := uri.FileID
+	stem := uri.FileID
 	if d.o.thumbnail != "" {
-		base += fmt.Sprintf("-%dx%d", d.o.width, d.o.height)
+		stem += fmt.Sprintf("-%dx%d", d.o.width, d.o.height)
 	}
-	if ct, _, err := mime.ParseMediaType(m.ContentType); err == nil && ct != "application/octet-stream" {
-		if exts, _ := mime.ExtensionsByType(ct); len(exts) > 0 {
-			base += exts[0]
-		}
-	}
-	return base
+	return filename.Fit(stem, filename.Extension(m.ContentType))
 }
 
-// verbose prints the hops of a download with -v. Origins only: signed query strings never appear.
-func (d *downloader) verbose(uri string, hops []mediaclient.Hop) {
-	if !d.o.verbose {
+// verboseHops prints the hops the library recorded, with -v, when the transport does not report
+// each request as it happens.
+func (d *downloader) verboseHops(uri string, hops []mediaclient.Hop) {
+	if !d.o.verbose || d.watching {
 		return
 	}
 	for i, h := range hops {
-		creds := "no"
+		creds := "no credentials"
 		if h.Credentials {
-			creds = "yes"
+			creds = "credentials sent"
 		}
-		d.pr.printf("mxfetch: %s: hop %d: %d %s credentials=%s\n", uri, i+1, h.Status, h.Origin, creds)
+		res := fmt.Sprintf("%d %s", h.Status, statusText(h.Status))
+		if h.Err != nil {
+			res = h.Err.Error()
+		}
+		d.pr.printf("mxfetch: %s: hop %d (%s): %s %s%s → %s, %s", uri, i+1, h.Step, h.Method, h.Origin, h.Path, res, creds)
 	}
 }
 
@@ -380,56 +633,6 @@ func hopsOf(err error) []mediaclient.Hop {
 	return nil
 }
 
-// writeAtomic writes src to a temporary file beside path, syncs it and moves it to path: no partial
-// file ever stands under the final name. Without clobber an existing file is never replaced.
-func writeAtomic(path string, observer io.Writer, src io.Reader, clobber bool) (int64, error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.mxfetch-part")
-	if err != nil {
-		return 0, fmt.Errorf("cannot write in %s: %w", dir, err)
-	}
-	done := false
-	defer func() {
-		if !done {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	n, err := io.Copy(tmp, io.TeeReader(src, observer))
-	if err != nil {
-		return n, err
-	}
-	if err := tmp.Sync(); err != nil {
-		return n, err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return n, err
-	}
-	if err := tmp.Close(); err != nil {
-		return n, err
-	}
-	if err := finalize(tmp.Name(), path, clobber); err != nil {
-		return n, err
-	}
-	done = true
-	return n, nil
-}
+func statusText(code int) string { return http.StatusText(code) }
 
-// finalize moves a complete temporary file to path. Without clobber an existing file is never
-// replaced: a hard link fails if path appeared meanwhile, where rename would silently replace it.
-func finalize(tmp, path string, clobber bool) error {
-	if clobber {
-		return os.Rename(tmp, path)
-	}
-	err := os.Link(tmp, path)
-	switch {
-	case err == nil:
-		return os.Remove(tmp)
-	case errors.Is(err, fs.ErrExist):
-		return fmt.Errorf("%s exists (use --clobber to overwrite or --skip-existing)", path)
-	}
-	if _, statErr := os.Lstat(path); errors.Is(statErr, fs.ErrNotExist) {
-		return os.Rename(tmp, path) // the file system has no hard links
-	}
-	return err
-}
+func since(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }

@@ -56,6 +56,15 @@ func TestEncryptedFile(t *testing.T) {
 	if names := dirNames(t, empty); len(names) != 0 {
 		t.Errorf("tampered download left %v", names)
 	}
+	// To stdout, plaintext that fails the hash check is never printed; good plaintext is.
+	r = cli(t, "", args(hs(srv), []string{"--encrypted-file", write(tampered.String()), "-o", "-"})...)
+	if r.code != 1 || r.stdout != "" || !strings.Contains(r.stderr, "SHA-256") {
+		t.Errorf("tampered to stdout: exit %d, %d bytes printed, %s", r.code, len(r.stdout), r.stderr)
+	}
+	r = cli(t, "", args(hs(srv), []string{"--encrypted-file", write(uri.String()), "-o", "-"})...)
+	if r.code != 0 || r.stdout != string(plaintext) {
+		t.Errorf("to stdout: exit %d, %d bytes, %s", r.code, len(r.stdout), r.stderr)
+	}
 	// The URI on the command line must be the file's own.
 	if r := cli(t, "", args(hs(srv), []string{"--encrypted-file", write(uri.String()), "-o", empty, tampered.String()})...); r.code != 2 {
 		t.Errorf("mismatched URI: exit %d", r.code)

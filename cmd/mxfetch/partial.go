@@ -1,27 +1,34 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
-	"path/filepath"
-	"strings"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/mxfetch/mxfetch/internal/filename"
 	"github.com/mxfetch/mxfetch/mediaclient"
 )
 
-// partial is the kept, unfinished copy of one media item that --continue finishes. It lives beside
-// the output as .mxfetch-<server>-<mediaID>.part, with a .json sidecar holding the URI and the
-// validator (ETag or Last-Modified) the bytes belong to.
+// partial is the kept, unfinished copy of one media item that --continue finishes. It lives in the
+// output directory as .mxfetch-<start of the media ID>-<hash of the URI>.part (at most 96 bytes,
+// whatever the URI), with a .json sidecar holding the URI and the validator (ETag or Last-Modified)
+// its bytes belong to. While a run uses it, it is open and locked (flock): a second writer, in this
+// run or another, is refused, never let in to write the same bytes.
 type partial struct {
-	path, meta string
-	offset     int64
-	validator  string
+	dir       *outDir
+	name      string
+	meta      string
+	f         *os.File // open and locked
+	offset    int64    // bytes kept from an earlier run
+	validator string
 }
 
 type partialMeta struct {
@@ -29,82 +36,221 @@ type partialMeta struct {
 	Validator string `json:"validator"`
 }
 
-// partialFor finds the partial copy of uri in dir, if an earlier run left one.
-func partialFor(dir string, uri id.ContentURI) *partial {
-	safe := strings.Map(func(r rune) rune {
-		if r == '.' || r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
-			return r
+// errBusy: another process (or download) holds the partial copy.
+var errBusy = errors.New("the partial copy is being written by another mxfetch; try again when it has finished")
+
+// partialName is the name of the partial copy of uri.
+func partialName(uri id.ContentURI) string {
+	sum := sha256.Sum256([]byte(uri.String()))
+	return ".mxfetch-" + filename.Prefix(uri.FileID, 48) + "-" + hex.EncodeToString(sum[:8]) + ".part"
+}
+
+// openPartial opens (or creates) the partial copy of uri in d and locks it. A name that does not
+// hold a plain regular file of ours (a symbolic link, a FIFO, a file with other hard links) is
+// removed, never followed, and a new copy is started.
+func (d *outDir) openPartial(uri id.ContentURI) (*partial, error) {
+	name := partialName(uri)
+	for range 4 {
+		f, err := d.openRegular(name)
+		if err != nil {
+			return nil, fmt.Errorf("cannot write in %s: %w", d.path, err)
 		}
-		return '_'
-	}, uri.Homeserver)
-	p := &partial{path: filepath.Join(dir, ".mxfetch-"+safe+"-"+uri.FileID+".part")}
-	p.meta = p.path + ".json"
-	st, err := os.Stat(p.path)
-	if err != nil || !st.Mode().IsRegular() {
-		return p
+		if err := lockFile(f); err != nil {
+			f.Close()
+			return nil, err
+		}
+		// Locked: is the file still the one under the name (not unlinked by a writer that just
+		// finished), with no other name?
+		st, err1 := f.Stat()
+		lst, err2 := d.root.Lstat(name)
+		if err1 != nil || err2 != nil || !os.SameFile(st, lst) {
+			f.Close()
+			continue
+		}
+		if links(st) != 1 {
+			d.root.Remove(name)
+			f.Close()
+			continue
+		}
+		p := &partial{dir: d, name: name, meta: name + ".json", f: f}
+		p.load(uri, st.Size())
+		return p, nil
 	}
+	return nil, fmt.Errorf("the partial copy %s keeps changing", d.display(name))
+}
+
+// openRegular opens the regular file name for reading and writing, creating it (O_EXCL) when
+// absent; whatever else stands under the name is removed first.
+func (d *outDir) openRegular(name string) (*os.File, error) {
+	for range 4 {
+		st, err := d.root.Lstat(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			f, err := d.root.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+			if errors.Is(err, fs.ErrExist) {
+				continue // another writer was first: look again
+			}
+			return f, err
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !st.Mode().IsRegular() {
+			if err := d.root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, err
+			}
+			continue
+		}
+		f, err := d.root.OpenFile(name, os.O_RDWR, 0)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		return f, err
+	}
+	return nil, fmt.Errorf("%s keeps changing", d.display(name))
+}
+
+// load reads the sidecar: the kept bytes count only when they belong to uri and have a validator.
+func (p *partial) load(uri id.ContentURI, size int64) {
 	var m partialMeta
-	data, err := os.ReadFile(p.meta)
-	if err != nil || json.Unmarshal(data, &m) != nil || m.URI != uri.String() || m.Validator == "" {
-		return p // unknown bytes: start over
+	data, err := p.readMeta()
+	if err != nil || size == 0 || json.Unmarshal(data, &m) != nil || m.URI != uri.String() || m.Validator == "" {
+		p.reset()
+		return
 	}
-	p.offset, p.validator = st.Size(), m.Validator
-	return p
+	p.offset, p.validator = size, m.Validator
 }
 
-// discard forgets the partial copy.
-func (p *partial) discard() {
-	os.Remove(p.path)
-	os.Remove(p.meta)
-	p.offset, p.validator = 0, ""
-}
-
-// rangeNotSatisfiable reports a 416 answer: the partial copy no longer fits the media.
-func rangeNotSatisfiable(err error) bool {
-	var he mautrix.HTTPError
-	return errors.As(err, &he) && he.Response != nil && he.Response.StatusCode == 416
-}
-
-// write appends the body of m to the partial copy (from m.Offset: 0 means the media came anew), feeds
-// the whole file through observer, and moves it to path when complete. On failure the partial copy
-// and its sidecar stay for the next --continue. It returns the bytes written in this run.
-func (p *partial) write(path string, m *mediaclient.Media, src io.Reader, observer io.Writer, clobber bool) (int64, error) {
-	meta, _ := json.Marshal(partialMeta{URI: m.URI.String(), Validator: m.Validator()})
-	if err := os.WriteFile(p.meta, meta, 0o644); err != nil {
-		return 0, fmt.Errorf("cannot write in %s: %w", filepath.Dir(p.path), err)
-	}
-	f, err := os.OpenFile(p.path, os.O_RDWR|os.O_CREATE, 0o644)
+func (p *partial) readMeta() ([]byte, error) {
+	st, err := p.dir.root.Lstat(p.meta)
 	if err != nil {
-		return 0, fmt.Errorf("cannot write in %s: %w", filepath.Dir(p.path), err)
+		return nil, err
 	}
-	if err := f.Truncate(m.Offset); err != nil {
-		f.Close()
-		return 0, err
+	if !st.Mode().IsRegular() || st.Size() > 64<<10 {
+		return nil, errors.New("not a sidecar")
 	}
-	if _, err := io.Copy(observer, io.NewSectionReader(f, 0, m.Offset)); err != nil {
-		f.Close()
-		return 0, err
+	return p.dir.root.ReadFile(p.meta)
+}
+
+// writeMeta replaces the sidecar (a new file renamed over the name: a link planted there is
+// replaced, not written through).
+func (p *partial) writeMeta(m partialMeta) error {
+	data, _ := json.Marshal(m)
+	f, tmp, err := p.dir.createTemp(p.meta)
+	if err != nil {
+		return err
 	}
-	if _, err := f.Seek(m.Offset, io.SeekStart); err != nil {
-		f.Close()
-		return 0, err
-	}
-	n, err := io.Copy(f, io.TeeReader(src, observer))
-	if serr := f.Sync(); err == nil {
-		err = serr
-	}
+	_, err = f.Write(data)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if m.Validator() == "" && err != nil {
-		p.discard() // bytes that cannot be matched later are of no use
+	if err == nil {
+		err = p.dir.root.Rename(tmp, p.meta)
 	}
 	if err != nil {
-		return n, err
+		p.dir.root.Remove(tmp)
 	}
-	if err := finalize(p.path, path, clobber); err != nil {
-		return n, err
+	return err
+}
+
+// reset forgets the kept bytes: the download starts over.
+func (p *partial) reset() {
+	p.f.Truncate(0)
+	p.dir.root.Remove(p.meta)
+	p.offset, p.validator = 0, ""
+}
+
+// discard removes the partial copy and its sidecar.
+func (p *partial) discard() {
+	p.dir.root.Remove(p.name)
+	p.dir.root.Remove(p.meta)
+	p.offset, p.validator = 0, ""
+}
+
+// close releases the lock.
+func (p *partial) close() { p.f.Close() }
+
+// unusable reports an answer that shows the kept bytes cannot be finished: the range is not
+// satisfiable (416), the media changed (ErrChanged) or the answer to the range does not fit
+// (ErrRangeMismatch).
+func unusable(err error) bool {
+	var he mautrix.HTTPError
+	return errors.Is(err, mediaclient.ErrChanged) || errors.Is(err, mediaclient.ErrRangeMismatch) ||
+		errors.As(err, &he) && he.Response != nil && he.Response.StatusCode == 416
+}
+
+// write appends the body of m to the partial copy (from m.Offset: 0 means the media came anew),
+// feeds the whole file (the kept bytes read back from disk, then the new ones) through observer,
+// and gives it the name name when complete. It returns the size of the file. A failure keeps the
+// copy for the next --continue when the server gave a validator, and discards it otherwise or
+// when the media changed under it.
+func (p *partial) write(name string, m *mediaclient.Media, src io.Reader, observer io.Writer, clobber bool) (int64, error) {
+	if err := p.dir.checkFree(name, clobber); err != nil {
+		return 0, err
 	}
-	os.Remove(p.meta)
-	return n, nil
+	if m.Offset != p.offset {
+		p.offset = 0 // the whole media anew
+	}
+	if err := p.f.Truncate(p.offset); err != nil {
+		return 0, err
+	}
+	if err := p.writeMeta(partialMeta{URI: m.URI.String(), Validator: m.Validator()}); err != nil {
+		return 0, err
+	}
+	if _, err := io.Copy(observer, io.NewSectionReader(p.f, 0, p.offset)); err != nil {
+		return 0, err
+	}
+	if _, err := p.f.Seek(p.offset, io.SeekStart); err != nil {
+		return 0, err
+	}
+	n, err := io.Copy(p.f, io.TeeReader(src, observer))
+	if serr := p.f.Sync(); err == nil {
+		err = serr
+	}
+	size := p.offset + n
+	if err == nil {
+		// What is on disk is what was written: the lock kept every other writer out.
+		if st, serr := p.f.Stat(); serr != nil || st.Size() != size {
+			err = fmt.Errorf("the partial copy changed while being written")
+		}
+	}
+	if err != nil {
+		if m.Validator() == "" || errors.Is(err, mediaclient.ErrChanged) || errors.Is(err, mediaclient.ErrRangeMismatch) {
+			p.discard() // bytes that cannot be matched later are of no use
+		}
+		return size, err
+	}
+	if err := p.f.Chmod(p.dir.modeFor(name)); err != nil {
+		return size, err
+	}
+	if err := p.dir.finalize(p.f, p.name, name, clobber); err != nil {
+		return size, err
+	}
+	p.dir.root.Remove(p.name) // still there after a link
+	p.dir.root.Remove(p.meta)
+	return size, nil
+}
+
+// removeStalePartial removes the partial copy of uri left by an earlier --continue run, once the
+// media has been downloaded in full; a copy another process is writing is left alone.
+func (d *outDir) removeStalePartial(uri id.ContentURI) {
+	name := partialName(uri)
+	st, err := d.root.Lstat(name)
+	if err != nil {
+		return
+	}
+	if st.Mode().IsRegular() {
+		f, err := d.root.OpenFile(name, os.O_RDWR, 0)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		if lockFile(f) != nil {
+			return
+		}
+		if fst, err := f.Stat(); err != nil || !os.SameFile(fst, st) {
+			return
+		}
+	}
+	d.root.Remove(name)
+	d.root.Remove(name + ".json")
 }

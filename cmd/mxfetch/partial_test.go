@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/mxfetch/mxfetch/testserver"
@@ -84,5 +87,154 @@ func TestContinueChangedMedia(t *testing.T) {
 	}
 	if r := cli(t, "", args(hs(srv), []string{"--continue", "-o", "-", uri.String()})...); r.code != 2 {
 		t.Errorf("--continue -o -: exit %d", r.code)
+	}
+}
+
+// keptPart runs a --continue download that breaks off after 1000 bytes and returns the name of the
+// partial copy it keeps in dir.
+func keptPart(t *testing.T, srv *testserver.Server, dir string, uri string) string {
+	t.Helper()
+	srv.SetBehavior(testserver.Behavior{Faults: []testserver.Fault{{Truncate: true, TruncateAt: 1000}}})
+	if r := cli(t, "", args(hs(srv), []string{"--api", "v3", "--continue", "-o", dir, uri})...); r.code != 1 {
+		t.Fatalf("first run: exit %d %s", r.code, r.stderr)
+	}
+	srv.SetBehavior(testserver.Behavior{})
+	for _, n := range dirNames(t, dir) {
+		if strings.HasSuffix(n, ".part") {
+			return n
+		}
+	}
+	t.Fatalf("no partial copy in %v", dirNames(t, dir))
+	return ""
+}
+
+// TestContinueSymlinkedPart: a symbolic link planted where the partial copy lives is never followed:
+// the file it points to, outside -o, stays as it was.
+func TestContinueSymlinkedPart(t *testing.T) {
+	srv := testserver.New(t, testserver.Config{Profile: testserver.ProfileSynapse})
+	want := bytes.Repeat([]byte("media "), 2000)
+	uri := srv.AddMedia(want, testserver.MediaOptions{FileName: "m.bin"}).String()
+	dir := filepath.Join(t.TempDir(), "out")
+	os.Mkdir(dir, 0o755)
+	part := keptPart(t, srv, dir, uri)
+
+	victim := filepath.Join(t.TempDir(), "victim")
+	os.WriteFile(victim, []byte("precious"), 0o644)
+	os.Remove(filepath.Join(dir, part))
+	if err := os.Symlink(victim, filepath.Join(dir, part)); err != nil {
+		t.Fatal(err)
+	}
+	r := cli(t, "", args(hs(srv), []string{"--api", "v3", "--continue", "--json", "-o", dir, uri})...)
+	if got, _ := os.ReadFile(victim); string(got) != "precious" {
+		t.Fatalf("the file behind the link was written: %q", got)
+	}
+	got, _ := os.ReadFile(filepath.Join(dir, "m.bin"))
+	if r.code != 0 || !bytes.Equal(got, want) || r.results(t)[0].SHA256 != sum(want) {
+		t.Errorf("exit %d %s; file %d bytes", r.code, r.stderr, len(got))
+	}
+	if names := dirNames(t, dir); len(names) != 1 {
+		t.Errorf("left %v", names)
+	}
+}
+
+// TestDuplicatesContinue: the same URI twice with -j 2 --continue is downloaded once, into one
+// file, and reported twice with the hash of that file.
+func TestDuplicatesContinue(t *testing.T) {
+	srv := testserver.New(t, testserver.Config{Profile: testserver.ProfileSynapse})
+	want := bytes.Repeat([]byte("dup"), 30_000)
+	uri := srv.AddMedia(want, testserver.MediaOptions{FileName: "d.bin"}).String()
+	dir := t.TempDir()
+	r := cli(t, "", args(hs(srv), []string{"--api", "v3", "-j", "2", "--continue", "--json", "-o", dir, uri, uri, uri})...)
+	res := r.results(t)
+	if r.code != 0 || len(res) != 3 {
+		t.Fatalf("exit %d %s %+v", r.code, r.stderr, res)
+	}
+	data, _ := os.ReadFile(filepath.Join(dir, "d.bin"))
+	for _, x := range res {
+		if !x.OK || x.URI != uri || x.Path != filepath.Join(dir, "d.bin") || x.SHA256 != sum(data) || x.Bytes != int64(len(data)) {
+			t.Errorf("result %+v; file %d bytes", x, len(data))
+		}
+	}
+	if !bytes.Equal(data, want) {
+		t.Error("file differs")
+	}
+	if names := dirNames(t, dir); len(names) != 1 {
+		t.Errorf("directory holds %v", names)
+	}
+	if n := len(srv.RequestsTo(testserver.OriginHomeserver)); n != 1 {
+		t.Errorf("%d requests; want 1", n)
+	}
+}
+
+// TestContinueChangedWith206: a server that ignores If-Range answers a changed media with a 206 and
+// a new ETag: the partial copy is discarded and the media downloaded anew, in the same run.
+func TestContinueChangedWith206(t *testing.T) {
+	old, fresh := bytes.Repeat([]byte("old!"), 1000), bytes.Repeat([]byte("new?"), 1500)
+	var phase atomic.Int32
+	srv := hostile(t, func(w http.ResponseWriter, r *http.Request) {
+		content, etag := old, `"v1"`
+		if phase.Load() > 0 {
+			content, etag = fresh, `"v2"`
+		}
+		w.Header().Set("ETag", etag)
+		w.Header().Set("Content-Disposition", "inline; filename=c.bin")
+		start := 0
+		if rng, ok := strings.CutPrefix(r.Header.Get("Range"), "bytes="); ok {
+			start, _ = strconv.Atoi(strings.TrimSuffix(rng, "-"))
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, len(content)-1, len(content)))
+			w.Header().Set("Content-Length", strconv.Itoa(len(content)-start))
+			w.WriteHeader(http.StatusPartialContent)
+		} else {
+			w.Header().Set("Content-Length", strconv.Itoa(len(content)))
+		}
+		body := content[start:]
+		if phase.Load() == 0 {
+			body = body[:min(len(body), 500)] // breaks off, and each resume too
+		}
+		w.Write(body)
+	})
+	dir := t.TempDir()
+	base := []string{"--homeserver", srv.URL, "--api", "v3", "--continue", "--json", "-o", dir, "mxc://hostile.test/c"}
+	if r := cli(t, "", base...); r.code != 1 {
+		t.Fatalf("first run: exit %d", r.code)
+	}
+	phase.Store(1)
+	r := cli(t, "", base...)
+	got, _ := os.ReadFile(filepath.Join(dir, "c.bin"))
+	if r.code != 0 || !bytes.Equal(got, fresh) || r.results(t)[0].SHA256 != sum(fresh) || !strings.Contains(r.stderr, "no longer fits the media") {
+		t.Fatalf("second run: exit %d %s; file %d bytes", r.code, r.stderr, len(got))
+	}
+	if names := dirNames(t, dir); len(names) != 1 {
+		t.Errorf("left %v", names)
+	}
+}
+
+// TestPlainRunRemovesStalePart: a full download without --continue removes the partial copy an
+// earlier --continue run left for the same media.
+func TestPlainRunRemovesStalePart(t *testing.T) {
+	srv := testserver.New(t, testserver.Config{Profile: testserver.ProfileSynapse})
+	uri := srv.AddMedia(bytes.Repeat([]byte("S"), 5000), testserver.MediaOptions{FileName: "s.bin"}).String()
+	dir := t.TempDir()
+	keptPart(t, srv, dir, uri)
+	if r := cli(t, "", args(hs(srv), []string{"--api", "v3", "-o", dir, uri})...); r.code != 0 {
+		t.Fatalf("exit %d %s", r.code, r.stderr)
+	}
+	if names := dirNames(t, dir); len(names) != 1 || names[0] != "s.bin" {
+		t.Errorf("left %v", names)
+	}
+}
+
+// TestPartNameFits: the partial copy of a media ID of 255 characters has a name that fits.
+func TestPartNameFits(t *testing.T) {
+	srv := testserver.New(t, testserver.Config{Profile: testserver.ProfileSynapse})
+	long := strings.Repeat("x", 255)
+	uri := srv.AddMedia(bytes.Repeat([]byte("P"), 5000), testserver.MediaOptions{MediaID: long}).String()
+	dir := t.TempDir()
+	part := keptPart(t, srv, dir, uri)
+	if len(part) > 100 {
+		t.Errorf("partial copy name of %d bytes", len(part))
+	}
+	if r := cli(t, "", args(hs(srv), []string{"--api", "v3", "--continue", "-o", dir, uri})...); r.code != 0 {
+		t.Errorf("exit %d %s", r.code, r.stderr)
 	}
 }

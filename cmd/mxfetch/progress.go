@@ -4,102 +4,236 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/vbauerster/mpb/v8"
-	"github.com/vbauerster/mpb/v8/decor"
+	"github.com/mattn/go-runewidth"
 	"golang.org/x/term"
 )
 
-// progress draws a live bar per active download on a terminal, and a summary at the end. On a
-// non-terminal, or with -q, it draws nothing; its methods are then no-ops.
+// progress owns stderr. On a terminal it keeps one live line per active download at the bottom of
+// the screen and prints messages above them; elsewhere (or with -q) it draws nothing and messages
+// go straight to stderr. Every message passes through escape, so that server text cannot drive the
+// terminal.
 type progress struct {
-	p      *mpb.Progress // nil when disabled
-	out    io.Writer     // where messages go: above the bars, or straight to stderr
-	stderr io.Writer
-	start  time.Time
 	mu     sync.Mutex
+	w      io.Writer
+	live   bool
+	width  func() int
+	start  time.Time
+	bars   []*tracker // active downloads, in start order
+	drawn  int        // bar lines on the screen below the last message
+	stop   chan struct{}
+	done   chan struct{}
+	closed bool
 }
 
 // isTerminal reports whether w is a terminal.
-func isTerminal(w io.Writer) bool {
+func isTerminal(w any) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-func newProgress(enabled bool, stderr io.Writer) *progress {
-	pr := &progress{out: stderr, stderr: stderr, start: time.Now()}
-	if enabled {
-		pr.p = mpb.New(mpb.WithOutput(stderr), mpb.WithWidth(32), mpb.WithRefreshRate(150*time.Millisecond))
-		pr.out = pr.p
+// refresh is how often the bars are redrawn.
+const refresh = 150 * time.Millisecond
+
+func newProgress(live bool, stderr io.Writer) *progress {
+	pr := &progress{w: stderr, live: live, start: time.Now(), width: func() int { return 80 }}
+	if f, ok := stderr.(*os.File); ok {
+		pr.width = func() int {
+			if w, _, err := term.GetSize(int(f.Fd())); err == nil && w > 0 {
+				return w
+			}
+			return 80
+		}
+	}
+	if live {
+		pr.stop, pr.done = make(chan struct{}), make(chan struct{})
+		go pr.loop()
 	}
 	return pr
 }
 
-// printf writes a message line without breaking the bars.
-func (pr *progress) printf(format string, args ...any) {
+func (pr *progress) loop() {
+	defer close(pr.done)
+	t := time.NewTicker(refresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-pr.stop:
+			return
+		case <-t.C:
+			pr.mu.Lock()
+			pr.redraw()
+			pr.mu.Unlock()
+		}
+	}
+}
+
+// println prints one message line (escaped) above the bars.
+func (pr *progress) println(msg string) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
-	fmt.Fprintf(pr.out, format, args...)
+	line := escape(msg) + "\n"
+	if !pr.live || pr.closed {
+		io.WriteString(pr.w, line)
+		return
+	}
+	io.WriteString(pr.w, pr.erase()+line)
+	pr.drawn = 0
+	pr.redraw()
 }
 
-// tracker counts the bytes of one download.
+// printf is println with formatting.
+func (pr *progress) printf(format string, args ...any) {
+	pr.println(strings.TrimSuffix(fmt.Sprintf(format, args...), "\n"))
+}
+
+// erase returns what moves the cursor to the first bar line and clears to the end of the screen.
+func (pr *progress) erase() string {
+	if pr.drawn == 0 {
+		return "\r\x1b[J"
+	}
+	return fmt.Sprintf("\x1b[%dA\r\x1b[J", pr.drawn)
+}
+
+// redraw draws the bars again below the messages. The caller holds mu.
+func (pr *progress) redraw() {
+	if !pr.live || pr.closed {
+		return
+	}
+	width := pr.width()
+	var b strings.Builder
+	if pr.drawn > 0 {
+		fmt.Fprintf(&b, "\x1b[%dA", pr.drawn)
+	}
+	now := time.Now()
+	for _, t := range pr.bars {
+		b.WriteString("\r\x1b[2K" + t.line(width-1, now) + "\n")
+	}
+	b.WriteString("\x1b[J")
+	io.WriteString(pr.w, b.String())
+	pr.drawn = len(pr.bars)
+}
+
+// tracker counts the bytes of one download and draws its bar.
 type tracker struct {
-	bar *mpb.Bar
+	pr    *progress
+	name  string // escaped
+	total int64  // -1 when unknown
+	n     atomic.Int64
+	start time.Time
 }
 
-// track starts a bar; total is -1 when unknown.
+// track starts a bar for a download of total bytes (-1 when unknown); the first base bytes (a kept
+// partial copy) count as already there.
 func (pr *progress) track(name string, total int64) *tracker {
-	if pr.p == nil {
-		return &tracker{}
+	t := &tracker{pr: pr, name: escape(name), total: total, start: time.Now()}
+	if !pr.live {
+		return t
 	}
-	if len(name) > 28 {
-		name = name[:25] + "..."
-	}
-	if total < 0 {
-		total = 0
-	}
-	bar := pr.p.AddBar(total,
-		mpb.PrependDecorators(decor.Name(name, decor.WCSyncSpaceR), decor.CountersKibiByte("% .1f / % .1f", decor.WCSyncSpace)),
-		mpb.AppendDecorators(decor.AverageSpeed(decor.SizeB1024(0), "% .1f", decor.WCSyncSpace), decor.Name(" ETA "), decor.AverageETA(decor.ET_STYLE_GO)),
-	)
-	if total == 0 {
-		bar.EnableTriggerComplete()
-	}
-	return &tracker{bar: bar}
+	pr.mu.Lock()
+	pr.bars = append(pr.bars, t)
+	pr.mu.Unlock()
+	return t
 }
 
 func (t *tracker) Write(p []byte) (int, error) {
-	if t.bar != nil {
-		t.bar.IncrBy(len(p))
-	}
+	t.n.Add(int64(len(p)))
 	return len(p), nil
 }
 
-// done completes the bar, or drops it on failure.
-func (t *tracker) done(ok bool) {
-	if t.bar == nil {
+// done removes the bar.
+func (t *tracker) done() {
+	pr := t.pr
+	if !pr.live {
 		return
 	}
-	if ok {
-		t.bar.SetTotal(-1, true)
-	} else {
-		t.bar.Abort(true)
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	for i, b := range pr.bars {
+		if b == t {
+			pr.bars = append(pr.bars[:i:i], pr.bars[i+1:]...)
+			break
+		}
 	}
+	pr.redraw()
 }
 
-// finish waits for the bars and prints the summary line.
-func (pr *progress) finish(ok, failed, skipped int, bytes int64) {
-	if pr.p == nil {
+// line renders the bar in at most width columns.
+func (t *tracker) line(width int, now time.Time) string {
+	n := t.n.Load()
+	elapsed := now.Sub(t.start).Seconds()
+	speed := ""
+	if elapsed > 0.2 {
+		speed = humanBytes(int64(float64(n)/elapsed)) + "/s"
+	}
+	var counts, eta string
+	const barWidth = 20
+	bar := make([]byte, barWidth)
+	if t.total > 0 {
+		done := min(int(float64(barWidth)*float64(n)/float64(t.total)), barWidth)
+		for i := range bar {
+			switch {
+			case i < done:
+				bar[i] = '='
+			case i == done:
+				bar[i] = '>'
+			default:
+				bar[i] = ' '
+			}
+		}
+		counts = fmt.Sprintf("%3d%% %s / %s", min(100*n/t.total, 100), humanBytes(n), humanBytes(t.total))
+		if n > 0 && n < t.total && elapsed > 0.2 {
+			left := time.Duration(float64(t.total-n) / (float64(n) / elapsed) * float64(time.Second))
+			eta = "ETA " + left.Round(time.Second).String()
+		}
+	} else {
+		// Length unknown: a marker sweeps the bar while bytes arrive.
+		pos := int(elapsed/refresh.Seconds()) % (2 * (barWidth - 3))
+		if pos >= barWidth-3 {
+			pos = 2*(barWidth-3) - pos
+		}
+		for i := range bar {
+			bar[i] = ' '
+		}
+		copy(bar[pos:], "<=>")
+		counts = humanBytes(n)
+	}
+	// On a narrow terminal the bar goes first, then the speed, then the ETA.
+	for _, parts := range [][]string{{"[" + string(bar) + "]", counts, speed, eta}, {counts, speed, eta}, {counts, eta}, {counts}} {
+		var tail string
+		for _, p := range parts {
+			if p != "" {
+				tail += "  " + p
+			}
+		}
+		nameWidth := width - runewidth.StringWidth(tail)
+		if nameWidth < 8 && len(parts) > 1 {
+			continue
+		}
+		if nameWidth < 1 {
+			return runewidth.Truncate(strings.TrimSpace(tail), width, "")
+		}
+		name := runewidth.Truncate(t.name, nameWidth, "…")
+		return name + strings.Repeat(" ", nameWidth-runewidth.StringWidth(name)) + tail
+	}
+	return ""
+}
+
+// finish stops the bars and, on a terminal, prints the summary line.
+func (pr *progress) finish(summary string) {
+	if !pr.live {
 		return
 	}
-	pr.p.Wait()
-	line := fmt.Sprintf("%d downloaded, %d failed", ok, failed)
-	if skipped > 0 {
-		line += fmt.Sprintf(", %d skipped", skipped)
-	}
-	fmt.Fprintf(pr.stderr, "%s: %s in %v\n", line, humanBytes(bytes), time.Since(pr.start).Round(time.Millisecond))
+	close(pr.stop)
+	<-pr.done
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	io.WriteString(pr.w, pr.erase()+summary+"\n")
+	pr.drawn, pr.closed = 0, true
 }
 
 func humanBytes(n int64) string {

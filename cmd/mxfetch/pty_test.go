@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,5 +70,54 @@ func TestSystemRoots(t *testing.T) {
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err == nil || !strings.Contains(stderr.String(), "certificate") {
 		t.Errorf("without the CA: %v, %s", err, stderr.String())
+	}
+}
+
+// onTerminal runs the built binary under a pseudo-terminal of 100 columns and returns its exit code
+// and everything it drew.
+func onTerminal(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(testbin.Build(t), args...)
+	cmd.Env = append(os.Environ(), "MATRIX_HOMESERVER=", "MATRIX_ACCESS_TOKEN=")
+	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	var out bytes.Buffer
+	io.Copy(&out, tty) // ends with EIO once the child has exited
+	cmd.Wait()
+	return cmd.ProcessState.ExitCode(), out.String()
+}
+
+// TestFailureOnTerminal: while progress bars are drawn, a failed download prints its reason and
+// the origin that answered, and the summary counts it.
+func TestFailureOnTerminal(t *testing.T) {
+	srv := testserver.New(t, testserver.Config{Behavior: &testserver.Behavior{SlowBody: 2e6}})
+	uri := srv.AddMedia(bytes.Repeat([]byte("p"), 2<<20), testserver.MediaOptions{FileName: "big.bin"})
+	missing := "mxc://" + srv.ServerName + "/nope"
+	code, screen := onTerminal(t, "--homeserver", srv.URL, "--token", srv.AccessToken, "-j", "2", "-o", t.TempDir(), uri.String(), missing)
+	if code != 1 {
+		t.Errorf("exit %d", code)
+	}
+	for _, want := range []string{"big.bin", "[", "MiB", "mxfetch: " + missing + ": M_NOT_FOUND", "(from " + srv.URL + ")", "1 downloaded, 1 failed"} {
+		if !strings.Contains(screen, want) {
+			t.Errorf("the terminal lacks %q:\n%q", want, screen)
+		}
+	}
+}
+
+// TestEscapesOnTerminal: a server's error text with escape sequences reaches the terminal escaped.
+func TestEscapesOnTerminal(t *testing.T) {
+	srv := hostile(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNotFound)
+		io.WriteString(w, `{"errcode":"M_NOT_FOUND","error":"\u001b]0;pwned\u0007\u001b[2J\r\u202eforged"}`)
+	})
+	code, screen := onTerminal(t, "--homeserver", srv.URL, "--api", "v3", "-o", t.TempDir(), "mxc://hostile.test/x")
+	if code != 1 || strings.Contains(screen, "\x1b]0;pwned") || strings.Contains(screen, "\x1b[2J") || strings.Contains(screen, "\u202e") {
+		t.Errorf("exit %d; raw sequence on the terminal:\n%q", code, screen)
+	}
+	if !strings.Contains(screen, `\x1b]0;pwned\x07\x1b[2J\x0d\u202eforged`) {
+		t.Errorf("the text is not shown escaped:\n%q", screen)
 	}
 }

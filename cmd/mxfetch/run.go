@@ -5,24 +5,22 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	_ "embed"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"maunium.net/go/mautrix/event"
 
 	"github.com/mxfetch/mxfetch/mediaclient"
 )
-
-//go:embed help.txt
-var helpText string
 
 // usageError is a mistake in the command line: exit status 2, detected before any request.
 type usageError struct{ msg string }
@@ -63,6 +61,7 @@ type options struct {
 	maxRedirects   int
 	retries        int
 	maxSize        string
+	cacert         string
 	json           bool
 	jobs           int
 	input          string
@@ -82,69 +81,7 @@ type options struct {
 	maxSizeBytes   int64
 	outputIsDir    bool
 	outputIsStdout bool
-}
-
-func newFlagSet(o *options) *flag.FlagSet {
-	fs := flag.NewFlagSet("mxfetch", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVar(&o.homeserver, "homeserver", "", "")
-	fs.StringVar(&o.token, "token", "", "")
-	fs.StringVar(&o.tokenFile, "token-file", "", "")
-	fs.StringVar(&o.output, "o", "", "")
-	fs.StringVar(&o.thumbnail, "thumbnail", "", "")
-	fs.StringVar(&o.method, "method", "", "")
-	fs.BoolVar(&o.animated, "animated", false, "")
-	fs.StringVar(&o.api, "api", "auto", "")
-	fs.BoolVar(&o.noRedirect, "no-redirect", false, "")
-	fs.IntVar(&o.maxRedirects, "max-redirects", mediaclient.DefaultMaxRedirects, "")
-	fs.IntVar(&o.retries, "retries", mediaclient.DefaultMaxRetries, "")
-	fs.StringVar(&o.maxSize, "max-size", "", "")
-	fs.BoolVar(&o.json, "json", false, "")
-	fs.IntVar(&o.jobs, "j", 4, "")
-	fs.StringVar(&o.input, "i", "", "")
-	fs.BoolVar(&o.clobber, "clobber", false, "")
-	fs.BoolVar(&o.skipExisting, "skip-existing", false, "")
-	fs.BoolVar(&o.cont, "continue", false, "")
-	fs.BoolVar(&o.verbose, "v", false, "")
-	fs.BoolVar(&o.quiet, "q", false, "")
-	fs.BoolVar(&o.demo, "demo", false, "")
-	fs.BoolVar(&o.version, "version", false, "")
-	fs.StringVar(&o.encryptedFile, "encrypted-file", "", "")
-	return fs
-}
-
-// parseArgs parses flags and URIs, which may come in any order ("--" ends the flags).
-func parseArgs(args []string) (*options, error) {
-	o := &options{}
-	fs := newFlagSet(o)
-	var rest []string
-	if i := indexOf(args, "--"); i >= 0 {
-		args, rest = args[:i], args[i+1:]
-	}
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, usagef("%v", err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		o.uris = append(o.uris, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-	o.uris = append(o.uris, rest...)
-	return o, nil
-}
-
-func indexOf(args []string, s string) int {
-	for i, a := range args {
-		if a == s {
-			return i
-		}
-	}
-	return -1
+	target         *target // -o FILE
 }
 
 // validate checks the options and fills in what comes from the environment.
@@ -206,6 +143,11 @@ func (o *options) validate(env func(string) string) error {
 		}
 		o.maxSizeBytes = n
 	}
+	if o.cacert != "" {
+		if err := o.loadCACert(); err != nil {
+			return err
+		}
+	}
 	if o.cont && (o.thumbnail != "" || o.encryptedFile != "") {
 		return usagef("--continue goes with full, unencrypted downloads only")
 	}
@@ -215,8 +157,8 @@ func (o *options) validate(env func(string) string) error {
 	if o.demo {
 		return nil
 	}
-	if o.homeserver == "" {
-		return usagef("no homeserver: pass --homeserver URL or set MATRIX_HOMESERVER")
+	if o.homeserver == "" && o.token != "" {
+		return usagef("no homeserver for the access token: pass --homeserver or set MATRIX_HOMESERVER (a token is never sent to a server named in a URI)")
 	}
 	if o.encryptedFile != "" {
 		if err := o.loadEncryptedFile(); err != nil {
@@ -235,6 +177,23 @@ func (o *options) validate(env func(string) string) error {
 		}
 	}
 	return o.checkOutput()
+}
+
+// loadCACert reads --cacert into a pool that adds its certificates to the system's.
+func (o *options) loadCACert() error {
+	data, err := os.ReadFile(o.cacert)
+	if err != nil {
+		return usagef("reading --cacert: %v", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(data) {
+		return usagef("--cacert %s holds no PEM certificate", o.cacert)
+	}
+	o.rootCAs = pool
+	return nil
 }
 
 // checkOutput decides what -o means and checks that it can be written.
@@ -263,13 +222,21 @@ func (o *options) checkOutput() error {
 	}
 	dir := o.output
 	if !o.outputIsDir {
+		if err := checkParent(o.output); err != nil {
+			return err
+		}
+		t, err := resolveTarget(o.output)
+		if err != nil {
+			return usagef("-o %s: %v", o.output, err)
+		}
+		o.target = t
+		if t.special {
+			return nil // any number of URIs, written one after the other
+		}
 		if len(o.uris) > 1 {
 			return usagef("-o %s names one file but %d URIs were given; pass a directory", o.output, len(o.uris))
 		}
-		dir = filepath.Dir(o.output)
-	}
-	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		return usagef("output directory %s does not exist", dir)
+		dir = t.dir
 	}
 	f, err := os.CreateTemp(dir, ".mxfetch-check-*")
 	if err != nil {
@@ -279,6 +246,29 @@ func (o *options) checkOutput() error {
 	os.Remove(f.Name())
 	return nil
 }
+
+// checkParent says what is wrong with the directory part of -o PATH, if anything.
+func checkParent(path string) error {
+	dir := filepath.Dir(path)
+	for p := dir; ; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		switch {
+		case err == nil && st.IsDir() && p == dir:
+			return nil
+		case err == nil && !st.IsDir():
+			return usagef("-o %s: %s is not a directory", path, p)
+		case err == nil:
+			return usagef("output directory %s does not exist", dir)
+		case !errors.Is(err, fs.ErrNotExist) && !isNotDir(err):
+			return usagef("-o %s: %v", path, err)
+		}
+		if filepath.Dir(p) == p {
+			return usagef("output directory %s does not exist", dir)
+		}
+	}
+}
+
+func isNotDir(err error) bool { return errors.Is(err, syscall.ENOTDIR) }
 
 // readInput reads URIs from -i, one a line; blank lines and lines starting with # are skipped.
 func readInput(path string, stdin io.Reader) ([]string, error) {
@@ -307,24 +297,24 @@ func readInput(path string, stdin io.Reader) ([]string, error) {
 	return uris, nil
 }
 
-// run is the whole command: parse, validate, download.
+// run is the whole command: parse, validate, download. Every line it prints on stderr is escaped.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	err := runCommand(ctx, args, stdin, stdout, stderr)
 	var ue *usageError
 	switch {
 	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "mxfetch: %v\nRun 'mxfetch --help' for usage.\n", err)
+		fmt.Fprintf(stderr, "mxfetch: %s\nRun 'mxfetch --help' for usage.\n", escape(err.Error()))
 	case errors.Is(err, flag.ErrHelp), errors.Is(err, errFailed), err == nil:
 	default:
-		fmt.Fprintf(stderr, "mxfetch: %v\n", err)
+		fmt.Fprintf(stderr, "mxfetch: %s\n", escape(err.Error()))
 	}
 	return err
 }
 
 func runCommand(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	o, err := parseArgs(args)
+	o, fs, err := parseArgs(args)
 	if errors.Is(err, flag.ErrHelp) {
-		io.WriteString(stdout, helpText)
+		fs.writeHelp(stdout)
 		return err
 	} else if err != nil {
 		return err
@@ -344,20 +334,64 @@ func runCommand(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		if err != nil {
 			return err
 		}
-		if !o.outputIsDir && !o.outputIsStdout && len(uris) != 1 {
+		if o.target != nil && !o.target.special && len(unique(uris)) != 1 {
 			return usagef("-o %s names one file but -i gave %d URIs; pass a directory", o.output, len(uris))
 		}
 		o.uris = uris
 	}
-	client, err := o.client()
-	if err != nil {
-		return usagef("%v", strings.TrimPrefix(err.Error(), "mediaclient: new: "))
+	rt, watching := o.transport()
+	cs := &clients{o: o, transport: rt, byName: map[string]*clientEntry{}, discover: o.discoveryClient()}
+	if o.homeserver != "" {
+		base, err := resolveHomeserver(ctx, cs.discover, o.homeserver)
+		if err != nil {
+			return err
+		}
+		if o.verbose && base != o.homeserver {
+			fmt.Fprintf(stderr, "mxfetch: homeserver %s is %s\n", escape(o.homeserver), escape(base))
+		}
+		if cs.fixed, err = o.client(base, rt); err != nil {
+			return usagef("%v", strings.TrimPrefix(err.Error(), "mediaclient: new: "))
+		}
 	}
-	return download(ctx, o, client, stdout, stderr)
+	d, err := newDownloader(o, cs, watching, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	cs.note = d.pr.println
+	return d.run(ctx)
 }
 
-// client builds the mediaclient.Client the options describe.
-func (o *options) client() (*mediaclient.Client, error) {
+// baseTransport is the HTTP transport of every request: the library's, with --cacert's pool.
+func (o *options) baseTransport() *http.Transport {
+	t := mediaclient.NewTransport()
+	if o.rootCAs != nil {
+		t.TLSClientConfig = &tls.Config{RootCAs: o.rootCAs}
+	}
+	return t
+}
+
+// transport returns the transport for the clients and whether it reports each request to the
+// download's watch. Behind a proxy (HTTP_PROXY, HTTPS_PROXY) the library's own transport is used
+// as it is, because the library checks redirect targets itself only on a transport it can see
+// through; -v then shows the hops the library records.
+func (o *options) transport() (http.RoundTripper, bool) {
+	t := o.baseTransport()
+	for _, k := range []string{"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"} {
+		if os.Getenv(k) != "" {
+			return t, false
+		}
+	}
+	return watchingTransport{next: t}, true
+}
+
+// discoveryClient is the HTTP client of .well-known lookups.
+func (o *options) discoveryClient() *http.Client {
+	return &http.Client{Transport: o.baseTransport(), Timeout: discoveryTimeout}
+}
+
+// client builds the mediaclient.Client the options describe, for the homeserver at base.
+func (o *options) client(base string, transport http.RoundTripper) (*mediaclient.Client, error) {
 	maxRedirects := o.maxRedirects
 	if maxRedirects == 0 {
 		maxRedirects = -1 // none
@@ -366,15 +400,9 @@ func (o *options) client() (*mediaclient.Client, error) {
 	if retries == 0 {
 		retries = -1
 	}
-	var transport http.RoundTripper
-	if o.rootCAs != nil {
-		t := mediaclient.NewTransport()
-		t.TLSClientConfig = &tls.Config{RootCAs: o.rootCAs}
-		transport = t
-	}
 	return mediaclient.New(mediaclient.Options{
 		Transport:            transport,
-		HomeserverURL:        o.homeserver,
+		HomeserverURL:        base,
 		AccessToken:          o.token,
 		UserAgent:            "mxfetch/" + mediaclient.Version,
 		API:                  mediaclient.API(o.api),

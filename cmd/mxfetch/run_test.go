@@ -9,6 +9,9 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -89,6 +92,8 @@ func dirNames(t *testing.T, dir string) []string {
 	return names
 }
 
+// TestHelpGolden compares the help, generated from the flag definitions, with testdata/help.golden
+// ("go test -run TestHelpGolden -update" rewrites it after a deliberate change).
 func TestHelpGolden(t *testing.T) {
 	r := cli(t, "", "--help")
 	golden := filepath.Join("testdata", "help.golden")
@@ -101,13 +106,88 @@ func TestHelpGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	if r.code != 0 || r.stdout != string(want) {
-		t.Errorf("--help (exit %d) differs from %s:\n%s", r.code, golden, r.stdout)
+		t.Errorf("--help (exit %d) differs from %s (run go test -run TestHelpGolden -update after a deliberate change):\n%s", r.code, golden, r.stdout)
 	}
 	if r := cli(t, "", "-h"); r.code != 0 || r.stdout != string(want) {
 		t.Errorf("-h differs")
 	}
 	if r := cli(t, "", "--version"); r.code != 0 || !strings.HasPrefix(r.stdout, "mxfetch ") {
 		t.Errorf("--version: %d %q", r.code, r.stdout)
+	}
+}
+
+// TestHelpComplete: every flag the command accepts and every key of a --json object is in the help.
+func TestHelpComplete(t *testing.T) {
+	help := cli(t, "", "--help").stdout
+	var o options
+	fs := newFlagSet(&o)
+	fs.VisitAll(func(f *flag.Flag) {
+		spelling := "--" + f.Name
+		if len(f.Name) == 1 {
+			spelling = "-" + f.Name
+		}
+		if !regexp.MustCompile(`(^|[ ,])` + regexp.QuoteMeta(spelling) + `([ ,\n]|$)`).MatchString(help) {
+			t.Errorf("the help does not name %s", spelling)
+		}
+	})
+	var documented []string
+	for _, k := range jsonKeys {
+		documented = append(documented, k.key)
+		if !regexp.MustCompile(`(?m)^  ` + k.key + ` `).MatchString(help) {
+			t.Errorf("the help does not list the JSON key %q", k.key)
+		}
+	}
+	if got := resultKeys(); !slices.Equal(got, documented) {
+		t.Errorf("JSON keys of result %v; documented %v", got, documented)
+	}
+	// And the output has them all.
+	line, _ := json.Marshal(result{URI: "mxc://a/b"})
+	var m map[string]any
+	json.Unmarshal(line, &m)
+	for _, k := range documented {
+		if _, ok := m[k]; !ok {
+			t.Errorf("the JSON output lacks %q: %s", k, line)
+		}
+	}
+}
+
+// resultKeys lists the JSON keys of result in order.
+func resultKeys() []string {
+	t := reflect.TypeFor[result]()
+	var keys []string
+	for i := range t.NumField() {
+		if k, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); k != "" && k != "-" {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// TestCurlSpellings: the spellings of curl and getopt mean what they mean there.
+func TestCurlSpellings(t *testing.T) {
+	for _, tc := range []struct {
+		in   []string
+		want []string
+	}{
+		{[]string{"-j4", "x"}, []string{"-j", "4", "x"}},
+		{[]string{"-vq"}, []string{"-v", "-q"}},
+		{[]string{"-o-", "x"}, []string{"-o", "-", "x"}},
+		{[]string{"-ofile"}, []string{"-o", "file"}},
+		{[]string{"--output", "-vq"}, []string{"--output", "-vq"}},
+		{[]string{"-o", "-j4"}, []string{"-o", "-j4"}},
+		{[]string{"-homeserver", "h"}, []string{"-homeserver", "h"}},
+		{[]string{"--", "-vq"}, []string{"--", "-vq"}},
+		{[]string{"-vz"}, []string{"-vz"}},
+		{[]string{"--jobs=3", "-"}, []string{"--jobs=3", "-"}},
+	} {
+		var o options
+		if got := newFlagSet(&o).curlSpellings(tc.in); !slices.Equal(got, tc.want) {
+			t.Errorf("curlSpellings(%q) = %q; want %q", tc.in, got, tc.want)
+		}
+	}
+	o, _, err := parseArgs([]string{"-j4", "--output", "d/", "-vq", "mxc://a/b", "--input=-"})
+	if err != nil || o.jobs != 4 || o.output != "d/" || !o.verbose || !o.quiet || o.input != "-" || !slices.Equal(o.uris, []string{"mxc://a/b"}) {
+		t.Errorf("parseArgs: %+v, %v", o, err)
 	}
 }
 
@@ -141,7 +221,12 @@ func TestUsageErrors(t *testing.T) {
 		{args(hs(srv), []string{"--token-file", file, uri}), "mutually exclusive"},
 		{args(hs(srv), []string{"-i", filepath.Join(dir, "nope"), "-o", dir}), "-i"},
 		{args(hs(srv)), "no mxc:// URI"},
-		{[]string{uri}, "no homeserver"},
+		{[]string{"--token", "t", uri}, "no homeserver"},
+		{args(hs(srv), []string{"-o", filepath.Join(file, "x"), uri}), file + " is not a directory"},
+		{args(hs(srv), []string{"-o", filepath.Join(file, "x", "y"), uri}), file + " is not a directory"},
+		{args(hs(srv), []string{"--max-size", "99999999999999999999", uri}), "too large"},
+		{args(hs(srv), []string{"--cacert", file, uri}), "no PEM certificate"},
+		{args(hs(srv), []string{"-j", "x", uri}), "-j"},
 		{args(hs(srv), []string{"--homeserver", "ftp://x", uri}), "scheme"},
 	} {
 		r := cli(t, "", tc.args...)
@@ -413,7 +498,11 @@ func TestFlagsReachTheServer(t *testing.T) {
 	if r.code != 0 {
 		t.Errorf("-v: exit %d; want 0", r.code)
 	}
-	for _, want := range []string{"hop 1: 307 " + srv.URL + " credentials=yes", "hop 2: 200 " + srv.Origin(testserver.OriginCDN) + " credentials=no"} {
+	id := strings.TrimPrefix(uri, "mxc://")
+	for _, want := range []string{
+		"GET " + srv.URL + "/_matrix/client/v1/media/download/" + id + " → 307 Temporary Redirect, credentials sent",
+		"GET " + srv.Origin(testserver.OriginCDN) + "/_cdn/download/" + id + " → 200 OK, no credentials",
+	} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("-v: stderr lacks %q:\n%s", want, r.stderr)
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -20,7 +21,10 @@ func parseSize(s string) (int64, error) {
 		}
 	}
 	f, err := strconv.ParseFloat(strings.TrimSpace(t), 64)
-	if err != nil || f <= 0 || math.IsInf(f, 0) || math.IsNaN(f) || f*mult >= math.MaxInt64 {
+	switch {
+	case errors.Is(err, strconv.ErrRange) && f > 0, err == nil && f > 0 && f*mult >= math.MaxInt64:
+		return 0, fmt.Errorf("%q is too large: a size must stay below 2^63 bytes (leave --max-size out for no limit)", s)
+	case err != nil || f <= 0 || math.IsInf(f, 0) || math.IsNaN(f):
 		return 0, fmt.Errorf("%q is not a positive size", s)
 	}
 	return int64(f * mult), nil

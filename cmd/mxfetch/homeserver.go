@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"maunium.net/go/mautrix"
+
+	"github.com/mxfetch/mxfetch/mediaclient"
+)
+
+// discoveryTimeout bounds the .well-known lookup of one server name.
+const discoveryTimeout = 30 * time.Second
+
+// errDiscovery marks a homeserver that could not be found from its server name.
+var errDiscovery = errors.New("cannot find the homeserver")
+
+// resolveHomeserver turns the value of --homeserver (or a content URI's server name) into a base
+// URL. A value with a scheme is a URL and is taken as it is. A value without one is a server name,
+// looked up as the client-server spec says: https://NAME/.well-known/matrix/client names the base
+// URL, and a 404 there means https://NAME itself. A scheme-less value with a path is a URL
+// without its scheme and gets https.
+func resolveHomeserver(ctx context.Context, hc *http.Client, value string) (string, error) {
+	v := strings.TrimSpace(value)
+	if strings.Contains(v, "://") {
+		return v, nil
+	}
+	if strings.ContainsAny(v, "/?#") {
+		return "https://" + v, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, discoveryTimeout)
+	defer cancel()
+	where := "https://" + v + "/.well-known/matrix/client"
+	wk, err := mautrix.DiscoverClientAPIWithClient(ctx, hc, v)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return "", fmt.Errorf("%w %q: %s: %w; if it speaks plain http, pass --homeserver http://%s", errDiscovery, value, where, err, v)
+	}
+	if wk == nil {
+		return "https://" + v, nil // 404: the server name is the homeserver
+	}
+	base := strings.TrimRight(strings.TrimSpace(wk.Homeserver.BaseURL), "/")
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+		return "", fmt.Errorf("%w %q: %s gives no usable m.homeserver base_url (%q)", errDiscovery, value, where, truncate(base, 200))
+	}
+	return base, nil
+}
+
+// truncate shortens s to at most n bytes for a message.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
+}
+
+// clients hands out one mediaclient.Client per homeserver: the one given, or, without one, the
+// homeserver of each content URI's server name, looked up once.
+type clients struct {
+	o         *options
+	transport http.RoundTripper
+	discover  *http.Client
+	note      func(string) // prints a -v line; nil prints nothing
+
+	mu      sync.Mutex
+	byName  map[string]*clientEntry
+	fixed   *mediaclient.Client
+	fixedIn error
+}
+
+type clientEntry struct {
+	once sync.Once
+	c    *mediaclient.Client
+	err  error
+}
+
+// forServer returns the client for the media of a server name.
+func (cs *clients) forServer(ctx context.Context, server string) (*mediaclient.Client, error) {
+	if cs.fixed != nil || cs.fixedIn != nil {
+		return cs.fixed, cs.fixedIn
+	}
+	cs.mu.Lock()
+	e := cs.byName[server]
+	if e == nil {
+		e = &clientEntry{}
+		cs.byName[server] = e
+	}
+	cs.mu.Unlock()
+	e.once.Do(func() {
+		var base string
+		base, e.err = resolveHomeserver(ctx, cs.discover, server)
+		if e.err == nil && cs.o.verbose && cs.note != nil {
+			cs.note(fmt.Sprintf("mxfetch: the media of %s comes from the homeserver %s", server, base))
+		}
+		if e.err == nil {
+			e.c, e.err = cs.o.client(base, cs.transport)
+		}
+	})
+	return e.c, e.err
+}
