@@ -50,11 +50,10 @@ func (x *exchange) outcome() string {
 	return fmt.Sprintf("%d %s from %s", x.status, http.StatusText(x.status), x.origin)
 }
 
-// watch collects the exchanges of one download. Its callbacks run on the goroutine of the request.
+// watch follows the exchanges of one download. Its callbacks run on the goroutine of the request.
 type watch struct {
-	mu        sync.Mutex
-	exchanges []*exchange
-	last      *exchange // the last exchange that finished, or whose body broke
+	mu   sync.Mutex
+	last *exchange // the last exchange that finished, or whose body broke
 
 	// started is called before a request is sent, with the exchange that ended last (nil for
 	// the first); finished when its answer (or failure) is there; broke when a body breaks off.
@@ -94,7 +93,6 @@ func (t watchingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	}
 	w.mu.Lock()
 	prev := w.last
-	w.exchanges = append(w.exchanges, x)
 	w.mu.Unlock()
 	if w.started != nil {
 		w.started(x, prev)
