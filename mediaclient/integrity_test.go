@@ -493,3 +493,33 @@ func TestHopsTellRetries(t *testing.T) {
 		t.Errorf("hop %+v: want the method and the path without the query", h)
 	}
 }
+
+// TestOffsetIfRangeIgnored: a server that ignores If-Range (matrix-media-repo) answers a range of the
+// media as it is now; when its validator is not the partial copy's, the caller learns the media
+// changed instead of getting bytes of another version to append.
+func TestOffsetIfRangeIgnored(t *testing.T) {
+	b := testserver.Behavior{Direct: testserver.Serving{IgnoreIfRange: true}}
+	srv, c := setup(t, testserver.Config{Behavior: &b}, mediaclient.Options{API: mediaclient.APIV3})
+	uri := srv.AddMedia(content(10_000, 1), testserver.MediaOptions{})
+	first, err := c.Download(t.Context(), uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := first.Validator()
+	first.Close()
+	srv.SetContent(uri.FileID, content(10_000, 2))
+	if _, err := c.Download(t.Context(), uri, mediaclient.DownloadOptions{Offset: 4000, IfRange: old}); !errors.Is(err, mediaclient.ErrChanged) {
+		t.Fatalf("err = %v; want ErrChanged", err)
+	}
+	// With the current validator the range is taken.
+	m, err := c.Download(t.Context(), uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := m.Validator()
+	m.Close()
+	m, err = c.Download(t.Context(), uri, mediaclient.DownloadOptions{Offset: 4000, IfRange: cur})
+	if got, err := readAll(t, m, err); err != nil || !sameBytes(got, content(10_000, 2)[4000:]) {
+		t.Fatalf("got %d bytes, %v", len(got), err)
+	}
+}

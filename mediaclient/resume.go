@@ -81,6 +81,14 @@ func newBody(d *download, resp *http.Response) (*body, error) {
 	if resp.StatusCode != http.StatusPartialContent && asked > 0 && (d.r.ifRange == "" || !matches(resp.Header, d.r.ifRange)) {
 		asked = 0 // the whole media anew
 	}
+	if resp.StatusCode == http.StatusPartialContent && d.r.ifRange != "" {
+		// A server that ignores If-Range (matrix-media-repo does) answers a range of whatever it has
+		// now: the caller's partial copy is of another version when the validators differ.
+		if v := validatorOf(resp.Header); v != "" && v != d.r.ifRange {
+			resp.Body.Close()
+			return nil, fmt.Errorf("%w: the partial copy's validator is %s, the media's %s", ErrChanged, d.r.ifRange, v)
+		}
+	}
 	b.from = asked
 	if b.validator = validatorOf(resp.Header); b.validator == "" && d.r.thumbnail != nil {
 		b.resumable = false
