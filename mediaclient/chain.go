@@ -242,6 +242,9 @@ func (d *download) RoundTrip(req *http.Request) (*http.Response, error) {
 			hop.Err = err
 		}
 		d.hops = append(d.hops, hop)
+		if d.trace != nil && d.trace.Hop != nil {
+			d.trace.Hop(hop)
+		}
 		if step == StepCached {
 			if err != nil || resp.StatusCode < 200 || resp.StatusCode >= 400 {
 				// The remembered target failed: forget it and ask the homeserver.

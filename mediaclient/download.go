@@ -175,6 +175,7 @@ type download struct {
 
 	// What happened.
 	hops        []Hop
+	trace       *Trace // the caller's hooks, or nil
 	final       origin // the origin of the last response
 	disposition string // the file name a redirect answer gave, if any
 
@@ -184,7 +185,7 @@ type download struct {
 // newDownload returns a download for r. Its context is ctx bounded by Options.Timeout; the caller
 // must call d.cancel when done with it.
 func (c *Client) newDownload(ctx context.Context, r *request) *download {
-	d := &download{c: c, r: r, step: StepRequest}
+	d := &download{c: c, r: r, step: StepRequest, trace: traceFrom(ctx)}
 	if c.opts.Timeout > 0 {
 		d.ctx, d.cancel = context.WithTimeout(ctx, c.opts.Timeout)
 	} else {

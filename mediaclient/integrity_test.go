@@ -523,3 +523,26 @@ func TestOffsetIfRangeIgnored(t *testing.T) {
 		t.Fatalf("got %d bytes, %v", len(got), err)
 	}
 }
+
+// TestTraceSeesEveryHop: the Hop hook sees each request as it happens, the resumes made while the
+// body is read included, in the order of Media.Hops.
+func TestTraceSeesEveryHop(t *testing.T) {
+	b := testserver.Behavior{V3Redirect: testserver.Always, Faults: []testserver.Fault{{At: testserver.RoleCDN, Count: 1, Truncate: true, TruncateAt: 1000}}}
+	srv, c := setup(t, testserver.Config{Behavior: &b}, mediaclient.Options{API: mediaclient.APIV3})
+	uri := srv.AddMedia(content(5000, 1), testserver.MediaOptions{})
+	var seen []mediaclient.Hop
+	ctx := mediaclient.WithTrace(t.Context(), &mediaclient.Trace{Hop: func(h mediaclient.Hop) { seen = append(seen, h) }})
+	m, err := c.Download(ctx, uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != 2 {
+		t.Errorf("%d hops seen before the body was read; want the 307 and the CDN's answer", len(seen))
+	}
+	if _, err := readAll(t, m, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := hopSummary(seen), hopSummary(m.Hops()); got != want || len(seen) != 4 {
+		t.Errorf("seen %s; want %s (with the resume)", got, want)
+	}
+}
