@@ -215,36 +215,55 @@ func TestAttackUnknownTotalShortRange(t *testing.T) {
 	})
 }
 
-// TestAttackStarTotalOverrun: rule 9 — "a 206 that does not fit the total is never taken for media
-// bytes". The first answer gives the total (Content-Length 5,000) and breaks; the resume is answered
-// with a 206 whose Content-Range has no total ("bytes 1000-6023/*") and runs 1,024 bytes past the
-// known end. Its bytes past the total must never reach the reader; today they are delivered (Read
-// returns them with a nil error) before the download fails.
-func TestAttackStarTotalOverrun(t *testing.T) {
+// TestAttackOverrunPastKnownTotal: rule 9 — "a 206 that does not fit the total is never taken for
+// media bytes", and a download never delivers more than the media. The first answer gives the total
+// (Content-Length 5,000) and breaks at 1,000; the resume is answered with more than the rest, in an
+// answer that does not state its own end: a 206 whose Content-Range has no total ("bytes
+// 1000-6023/*"), or a chunked 200 (the whole media anew, three bytes too long). body.Read bounds a
+// read by the segment's end only, never by the known total, so the bytes past the total reach the
+// reader with a nil error before the download fails, and the error then reads "got 6024 of 5000
+// bytes: truncated body".
+func TestAttackOverrunPastKnownTotal(t *testing.T) {
 	const size, cut = 5000, 1000
 	want := content(size, 6)
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Range") == "" {
-			w.Header().Set("Content-Length", strconv.Itoa(size))
+	for _, tc := range []struct {
+		name   string
+		resume func(w http.ResponseWriter)
+	}{
+		{"206 without a total", func(w http.ResponseWriter) {
+			body := append(append([]byte(nil), want[cut:]...), make([]byte, 1024)...)
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/*", cut, cut+len(body)-1))
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			w.WriteHeader(http.StatusPartialContent)
+			w.Write(body)
+		}},
+		{"chunked 200", func(w http.ResponseWriter) {
 			w.WriteHeader(http.StatusOK)
-			w.Write(want[:cut])
-			http.NewResponseController(w).Flush()
-			panic(http.ErrAbortHandler)
-		}
-		body := append(append([]byte(nil), want[cut:]...), make([]byte, 1024)...)
-		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/*", cut, cut+len(body)-1))
-		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-		w.WriteHeader(http.StatusPartialContent)
-		w.Write(body)
-	}))
-	defer hs.Close()
-	c := hostileClient(t, hs.URL, mediaclient.Options{MaxRetries: -1})
-	got, _, err := fetch(t, c, hostileURI)
-	if len(got) > size {
-		t.Fatalf("%d bytes delivered (err %v); the media has %d: bytes past the total reached the reader", len(got), err, size)
-	}
-	if err == nil && !sameBytes(got, want) {
-		t.Fatalf("success with the wrong bytes")
+			http.NewResponseController(w).Flush() // no Content-Length
+			w.Write(append(append([]byte(nil), want...), 1, 2, 3))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("Range") == "" {
+					w.Header().Set("Content-Length", strconv.Itoa(size))
+					w.WriteHeader(http.StatusOK)
+					w.Write(want[:cut])
+					http.NewResponseController(w).Flush()
+					panic(http.ErrAbortHandler)
+				}
+				tc.resume(w)
+			}))
+			defer hs.Close()
+			c := hostileClient(t, hs.URL, mediaclient.Options{MaxRetries: -1})
+			got, _, err := fetch(t, c, hostileURI)
+			if len(got) > size {
+				t.Fatalf("%d bytes delivered (err %v); the media has %d: bytes past the total reached the reader", len(got), err, size)
+			}
+			if err == nil && !sameBytes(got, want) {
+				t.Fatalf("success with the wrong bytes")
+			}
+		})
 	}
 }
 
@@ -285,8 +304,8 @@ func TestAttackStalledErrorBody(t *testing.T) {
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
 			var err error
-			if !within(3*time.Second, func() { _, err = c.Download(ctx, hostileURI) }) {
-				t.Error("Download still waiting on a stalled answer body after 3 s (StallTimeout 50 ms)")
+			if !within(time.Second, func() { _, err = c.Download(ctx, hostileURI) }) {
+				t.Error("Download still waiting on a stalled answer body after 1 s (StallTimeout 50 ms)")
 				cancel()
 				return
 			}
@@ -684,5 +703,107 @@ func TestHoldsNoLeakAfterStallsAndClose(t *testing.T) {
 	srv.Close()
 	if err := goleak.Find(ignore); err != nil && strings.Contains(err.Error(), "mediaclient") {
 		t.Error(err)
+	}
+}
+
+// TestHoldsWholeAnswerOfAnotherLength: after a break, a 200 (the whole media anew) whose
+// Content-Length is not the total the first answer gave is another media: ErrChanged, and what the
+// reader got is a prefix of the media.
+func TestHoldsWholeAnswerOfAnotherLength(t *testing.T) {
+	const size, cut = 5000, 1000
+	want := content(size, 13)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Range") == "" {
+			w.Header().Set("Content-Length", strconv.Itoa(size))
+			w.WriteHeader(http.StatusOK)
+			w.Write(want[:cut])
+			http.NewResponseController(w).Flush()
+			panic(http.ErrAbortHandler)
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(size+3))
+		w.Write(append(append([]byte(nil), want...), 1, 2, 3)) // 200, three bytes longer
+	}))
+	defer hs.Close()
+	c := hostileClient(t, hs.URL, mediaclient.Options{MaxRetries: -1})
+	got, _, err := fetch(t, c, hostileURI)
+	if !errors.Is(err, mediaclient.ErrChanged) || !sameBytes(got, want[:len(got)]) {
+		t.Fatalf("got %d bytes, %v; want a prefix and ErrChanged", len(got), err)
+	}
+}
+
+// TestHoldsCancelDuringResume: a context cancelled while a resume waits for headers that never come
+// ends the read at once with an *Error that matches context.Canceled (not ErrStalled, not a hang).
+func TestHoldsCancelDuringResume(t *testing.T) {
+	want := content(10_000, 14)
+	gotRange := make(chan struct{}, 1)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Range") == "" {
+			w.Header().Set("Content-Length", strconv.Itoa(len(want)))
+			w.WriteHeader(http.StatusOK)
+			w.Write(want[:3000])
+			http.NewResponseController(w).Flush()
+			panic(http.ErrAbortHandler)
+		}
+		gotRange <- struct{}{}
+		<-r.Context().Done() // no headers, ever
+	}))
+	defer hs.Close()
+	c := hostileClient(t, hs.URL, mediaclient.Options{})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	m, err := c.Download(ctx, hostileURI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.ReadAll(m)
+		done <- err
+	}()
+	select {
+	case <-gotRange:
+	case err := <-done:
+		t.Fatalf("read ended before the resume: %v", err)
+	}
+	cancel()
+	select {
+	case err = <-done:
+	case <-time.After(3 * time.Second):
+		t.Fatal("read still running 3 s after the cancel")
+	}
+	var me *mediaclient.Error
+	if !errors.Is(err, context.Canceled) || !errors.As(err, &me) || errors.Is(err, mediaclient.ErrStalled) {
+		t.Fatalf("err = %v; want an *Error matching context.Canceled", err)
+	}
+}
+
+// TestAttackOffsetPastTheEnd: rule 9 — success means exactly the media's bytes. A partial copy
+// longer than the media (10,010 bytes of a 10,000-byte media, with the right validator) is finished
+// with DownloadOptions{Offset: 10010, IfRange}; the server ignores Range and sends the whole media.
+// The answer shows the media is shorter than the offset, so the call must fail (one request, a typed
+// error). Today the skip breaks off at the end, that break is "resumed", and the next Read finds the
+// position at the total and reports io.EOF: success, 0 bytes, Media.ContentLength -10 — and the
+// caller keeps a 10,010-byte file as the media.
+func TestAttackOffsetPastTheEnd(t *testing.T) {
+	b := testserver.Behavior{Direct: testserver.Serving{IgnoreRange: true}}
+	srv, c := setup(t, testserver.Config{Behavior: &b}, mediaclient.Options{API: mediaclient.APIV3})
+	want := content(10_000, 15)
+	uri := srv.AddMedia(want, testserver.MediaOptions{})
+	m, err := c.Download(t.Context(), uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := m.Validator()
+	m.Close()
+	srv.ResetLog()
+	m, err = c.Download(t.Context(), uri, mediaclient.DownloadOptions{Offset: int64(len(want)) + 10, IfRange: v})
+	var length int64
+	if err == nil {
+		length = m.ContentLength
+	}
+	_, err = readAll(t, m, err)
+	if err == nil || errors.Is(err, mediaclient.ErrTruncated) || len(srv.Requests()) != 1 {
+		t.Fatalf("err = %v (ContentLength %d) after %d requests; want one request and an error that is not a truncation", err, length, len(srv.Requests()))
 	}
 }
