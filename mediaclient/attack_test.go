@@ -19,10 +19,10 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/mxfetch/mxfetch/internal/leakcheck"
 	"github.com/mxfetch/mxfetch/mediaclient"
 	"github.com/mxfetch/mxfetch/testserver"
 )
@@ -675,7 +675,7 @@ func TestHoldsCloseDuringRead(t *testing.T) {
 // TestHoldsNoLeakAfterStallsAndClose: after stalled, timed-out, cancelled and closed downloads, no
 // goroutine of the client is left once its idle connections are closed.
 func TestHoldsNoLeakAfterStallsAndClose(t *testing.T) {
-	ignore := goleak.IgnoreCurrent()
+	before := leakcheck.Snapshot()
 	b := testserver.Behavior{Faults: []testserver.Fault{{Stall: testserver.StallBody, StallAfter: 500}}}
 	srv := testserver.New(t, testserver.Config{Behavior: &b})
 	c := newClient(t, srv, mediaclient.Options{API: mediaclient.APIV3, StallTimeout: 20 * time.Millisecond, MaxRetries: 1})
@@ -701,8 +701,10 @@ func TestHoldsNoLeakAfterStallsAndClose(t *testing.T) {
 	wg.Wait()
 	c.CloseIdleConnections()
 	srv.Close()
-	if err := goleak.Find(ignore); err != nil && strings.Contains(err.Error(), "mediaclient") {
-		t.Error(err)
+	for _, g := range leakcheck.Wait(before, 2*time.Second) {
+		if strings.Contains(g, "mediaclient") {
+			t.Errorf("goroutine left running:\n%s", g)
+		}
 	}
 }
 
