@@ -1,9 +1,9 @@
 package mediaclient_test
 
 // Attacks on the contract where features meet: a hostile server (answers the test server cannot
-// play come from small loopback servers) and a careless caller. The first part holds tests that fail
-// today, each naming the rule it proves broken; the second part, after the marker, holds tests that
-// pass and prove a property that no other test covers.
+// play come from small loopback servers) and a careless caller. The first part holds one test per
+// defect these attacks found (each failed before its fix), naming the rule it broke; the second part,
+// after the marker, holds tests that prove a property that no other test covers.
 
 import (
 	"context"
@@ -62,14 +62,14 @@ func within(d time.Duration, f func()) bool {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Defects: each test below fails today.
+// Defects found by attack: each test below failed before the fix it names.
 // ---------------------------------------------------------------------------------------------
 
 // TestAttackIfRangeIgnoredMixesVersions: rule 9 and ErrChanged's promise ("bytes of two versions are
 // never mixed"). A partial copy of version A is finished with DownloadOptions{Offset, IfRange: A}.
 // A server that ignores If-Range (matrix-media-repo does) answers 206 with the bytes of version B
 // and ETag B. The client must see that the 206 carries another validator than the one it asked for
-// and fail with ErrChanged; today the first answer's validator is never compared with IfRange, and
+// and fail with ErrChanged; before the fix the first answer's validator is never compared with IfRange, and
 // the caller gets version B's tail after version A's head as a success.
 func TestAttackIfRangeIgnoredMixesVersions(t *testing.T) {
 	const size, offset = 50_000, 20_000
@@ -102,8 +102,8 @@ func TestAttackIfRangeIgnoredMixesVersions(t *testing.T) {
 
 // TestAttackOffsetPastLimitPanics: rule 7 (a size limit) and rule 8 (every error is an *Error). A
 // careless caller asks for an Offset beyond MaxSize of a media whose total the server does not give
-// (Content-Range: bytes N-M/*). The answer must be ErrTooLarge; today Read slices its buffer with a
-// negative bound and panics.
+// (Content-Range: bytes N-M/*). The answer must be ErrTooLarge (before the fix, Read sliced its
+// buffer with a negative bound and panicked).
 func TestAttackOffsetPastLimitPanics(t *testing.T) {
 	b := testserver.Behavior{Faults: []testserver.Fault{{Range: testserver.RangeStarTotal}}}
 	srv, c := setup(t, testserver.Config{Behavior: &b}, mediaclient.Options{API: mediaclient.APIV3})
@@ -131,7 +131,7 @@ func TestAttackOffsetPastLimitPanics(t *testing.T) {
 }
 
 // TestAttackEmptyReadSpins: io.Reader's contract — a Read with an empty buffer returns at once.
-// Media.Read(p[:0]) in the middle of a body loops forever today (body.Read treats 0, nil as "read
+// Media.Read(p[:0]) in the middle of a body looped forever before the fix (body.Read treats 0, nil as "read
 // again"), burning a core until the Media is closed from elsewhere.
 func TestAttackEmptyReadSpins(t *testing.T) {
 	srv, c := setup(t, testserver.Config{}, mediaclient.Options{API: mediaclient.APIV3})
@@ -397,7 +397,7 @@ func TestAttackErrorHoldsSignedLocation(t *testing.T) {
 // within the budget (three resumes). When the resumed answer is a 200 (a server that ignores Range)
 // and breaks while the client skips the bytes it already has, that one break costs two resumes: the
 // broken segment is left in place and read again. Three breaks must leave the fourth answer to
-// finish the media; today the download fails after the third.
+// finish the media; before the fix the download failed after the third.
 func TestAttackResumeBudgetSpentTwice(t *testing.T) {
 	want := content(100_000, 7)
 	b := testserver.Behavior{Direct: testserver.Serving{IgnoreRange: true}, Faults: []testserver.Fault{

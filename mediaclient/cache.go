@@ -1,7 +1,6 @@
 package mediaclient
 
 import (
-	"context"
 	"net/url"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -15,7 +14,15 @@ const DefaultRedirectCacheSize = 1024
 // of the request, so that a repeated download skips the homeserver hop. 307 and the other redirects
 // are never cached. A cached target that fails is dropped and the chain starts at the homeserver.
 type redirectCache struct {
-	lru *lru.Cache[string, *url.URL]
+	lru *lru.Cache[string, cachedTarget]
+}
+
+// cachedTarget is a remembered permanent redirect target.
+type cachedTarget struct {
+	url *url.URL
+	// left records that the chain had left the homeserver's origin on its way to the target: then no
+	// credential goes to the target, even on the homeserver's origin (rule 4 of the design).
+	left bool
 }
 
 func newRedirectCache(size int) *redirectCache {
@@ -25,21 +32,20 @@ func newRedirectCache(size int) *redirectCache {
 	if size == 0 {
 		size = DefaultRedirectCacheSize
 	}
-	c, _ := lru.New[string, *url.URL](size)
+	c, _ := lru.New[string, cachedTarget](size)
 	return &redirectCache{lru: c}
 }
 
-func (rc *redirectCache) get(key string) *url.URL {
-	if rc == nil {
-		return nil
+func (rc *redirectCache) get(key string) (cachedTarget, bool) {
+	if rc == nil || key == "" {
+		return cachedTarget{}, false
 	}
-	u, _ := rc.lru.Get(key)
-	return u
+	return rc.lru.Get(key)
 }
 
-func (rc *redirectCache) add(key string, target *url.URL) {
-	if rc != nil {
-		rc.lru.Add(key, target)
+func (rc *redirectCache) add(key string, t cachedTarget) {
+	if rc != nil && key != "" {
+		rc.lru.Add(key, t)
 	}
 }
 
@@ -47,16 +53,4 @@ func (rc *redirectCache) remove(key string) {
 	if rc != nil {
 		rc.lru.Remove(key)
 	}
-}
-
-// cacheKey travels in the request context: the key of the permanent-redirect cache for this request.
-type cacheKey struct{}
-
-func withCacheKey(ctx context.Context, key string) context.Context {
-	return context.WithValue(ctx, cacheKey{}, key)
-}
-
-func cacheKeyFrom(ctx context.Context) string {
-	k, _ := ctx.Value(cacheKey{}).(string)
-	return k
 }

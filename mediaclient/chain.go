@@ -202,11 +202,11 @@ func (d *download) RoundTrip(req *http.Request) (*http.Response, error) {
 	if d.attempt > 0 {
 		step = StepRetry
 	}
-	cached := c.cache.get(key) // a remembered 308 target: start there
-	if cached != nil {
-		cur, step = cached, StepCached
+	cached, fromCache := c.cache.get(key) // a remembered 308 target: start there
+	if fromCache {
+		cur, left, step = cached.url, cached.left, StepCached
 	}
-	var permanent *url.URL // where the leading 308s of this chain led
+	var permanent *cachedTarget // where the leading 308s of this chain led
 	allPermanent := true
 	restart := func(s Step) {
 		cur, left, redirects, permanent, allPermanent, step = req.URL, false, 0, nil, true, s
@@ -216,6 +216,7 @@ func (d *download) RoundTrip(req *http.Request) (*http.Response, error) {
 		if o != c.home {
 			left = true
 		}
+		d.fromHome = !left
 		creds := !left
 		hopReq := req.Clone(ctx)
 		hopReq.URL, hopReq.Host = cur, ""
@@ -241,11 +242,9 @@ func (d *download) RoundTrip(req *http.Request) (*http.Response, error) {
 		} else {
 			hop.Err = err
 		}
-		d.hops = append(d.hops, hop)
-		if d.trace != nil && d.trace.Hop != nil {
-			d.trace.Hop(hop)
-		}
-		if step == StepCached {
+		d.addHop(hop)
+		if fromCache {
+			fromCache = false
 			if err != nil || resp.StatusCode < 200 || resp.StatusCode >= 400 {
 				// The remembered target failed: forget it and ask the homeserver.
 				c.debug(ctx, "remembered redirect target failed; asking the homeserver")
@@ -270,7 +269,7 @@ func (d *download) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if !isFollowed(resp.StatusCode) {
 			if permanent != nil && resp.StatusCode >= 200 && resp.StatusCode < 300 {
-				c.cache.add(key, permanent)
+				c.cache.add(key, *permanent)
 			}
 			return resp, nil
 		}
@@ -290,7 +289,7 @@ func (d *download) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, &RedirectError{Reason: "https to http downgrade", Location: redactURL(next)}
 		}
 		if allPermanent && resp.StatusCode == http.StatusPermanentRedirect && key != "" {
-			permanent = next
+			permanent = &cachedTarget{url: next, left: left || originOf(next) != c.home}
 		} else {
 			allPermanent = false
 		}

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-retryablehttp"
@@ -174,9 +175,11 @@ type download struct {
 	attempt    int           // which try of the chain is running (0 the first)
 
 	// What happened.
+	hopsMu      sync.Mutex // hops may be read (Media.Hops) while a Read resumes the body
 	hops        []Hop
 	trace       *Trace // the caller's hooks, or nil
 	final       origin // the origin of the last response
+	fromHome    bool   // the last response came from the homeserver's origin, before the chain left it
 	disposition string // the file name a redirect answer gave, if any
 
 	retry *retryablehttp.Client
@@ -211,8 +214,8 @@ func (c *Client) newDownload(ctx context.Context, r *request) *download {
 
 // start runs a call up to its first successful answer and returns the Media that streams it.
 func (c *Client) start(ctx context.Context, r *request) (*Media, error) {
-	api := c.api(ctx) // before the download: /versions is not a hop of it
 	d := c.newDownload(ctx, r)
+	api := c.api(d.ctx) // within the call's deadline; /versions is not a hop of the download
 	d.api, d.param = api, c.sendParam(api)
 	resp, err := d.do(r.offset, r.ifRange)
 	if err != nil {
@@ -239,10 +242,22 @@ func (d *download) fail(err error) error {
 }
 
 func (d *download) hopsCopy() []Hop {
+	d.hopsMu.Lock()
+	defer d.hopsMu.Unlock()
 	if len(d.hops) == 0 {
 		return nil
 	}
 	return append([]Hop(nil), d.hops...)
+}
+
+// addHop records a hop and tells the caller's trace.
+func (d *download) addHop(h Hop) {
+	d.hopsMu.Lock()
+	d.hops = append(d.hops, h)
+	d.hopsMu.Unlock()
+	if d.trace != nil && d.trace.Hop != nil {
+		d.trace.Hop(h)
+	}
 }
 
 // do asks for the media from offset on (a Range request when offset > 0, with If-Range when
@@ -292,7 +307,7 @@ func (d *download) do(offset int64, ifRange string) (*http.Response, error) {
 			return resp, nil
 		}
 		code := errcode(resp)
-		fromHome := d.final == c.home
+		fromHome := d.fromHome // only the homeserver's own answer speaks for it, not a target's
 		if d.probing && !rejectsParam(status, code) {
 			c.learned.paramRejected.Store(true)
 		}

@@ -31,8 +31,7 @@ func (c *Client) DownloadEncrypted(ctx context.Context, file *event.EncryptedFil
 	if err != nil {
 		return nil, err
 	}
-	dr := newDecryptReader(m.r, keys)
-	m.r, m.c = dr, dr
+	m.r = newDecryptReader(m.r, keys)
 	return m, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 
 	"maunium.net/go/mautrix"
 )
@@ -145,6 +146,7 @@ func (c *Client) httpError(resp *http.Response) mautrix.HTTPError {
 	safe := *resp
 	safe.Body = http.NoBody
 	safe.Request = c.redactRequest(resp.Request)
+	safe.Header = redactHeader(resp.Header)
 	e := mautrix.HTTPError{
 		Request:      safe.Request,
 		Response:     &safe,
@@ -157,6 +159,23 @@ func (c *Client) httpError(resp *http.Response) mautrix.HTTPError {
 		e.ResponseBody = ""
 	}
 	return e
+}
+
+// redactHeader returns a copy of an answer's header without what may carry a secret: a Location
+// (a signed URL, for an unfollowed redirect) loses its query, and cookies the server set are dropped.
+func redactHeader(h http.Header) http.Header {
+	h = h.Clone()
+	for _, k := range []string{"Location", "Content-Location"} {
+		for i, v := range h[k] {
+			if u, err := url.Parse(v); err == nil {
+				h[k][i] = (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}).String()
+			} else {
+				h[k][i] = "…"
+			}
+		}
+	}
+	delete(h, "Set-Cookie")
+	return h
 }
 
 // redactRequest returns a copy of req fit for an error: no credential header, no query, no body.

@@ -1,9 +1,9 @@
 package mediaclient
 
 import (
+	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -142,27 +142,22 @@ func (m *MautrixClient) DownloadEncryptedBytes(ctx context.Context, file *event.
 	return readAll(media)
 }
 
-// readAll reads a Media whole, sized by its Content-Length, and closes it.
+// readAll reads a Media whole and closes it. It sizes its buffer by the Content-Length only up to
+// maxPrealloc, and grows with what arrives beyond: a server's word is no reason to allocate.
 func readAll(media *Media) ([]byte, error) {
 	defer media.Close()
-	size := 0
-	if media.ContentLength > 0 && media.ContentLength < 1<<30 {
-		size = int(media.ContentLength) + 1
+	var buf bytes.Buffer
+	if n := media.ContentLength; n > 0 {
+		buf.Grow(int(min(n+1, maxPrealloc)))
 	}
-	buf := make([]byte, 0, max(size, 512))
-	for {
-		n, err := media.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		} else if err != nil {
-			return nil, err
-		}
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
+	if _, err := buf.ReadFrom(media); err != nil {
+		return nil, err
 	}
+	return buf.Bytes(), nil
 }
+
+// maxPrealloc bounds what readAll allocates before the bytes arrive.
+const maxPrealloc = 4 << 20
 
 // response presents a Media as the *http.Response mautrix's methods return.
 func (media *Media) response() *http.Response {

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 
 	"maunium.net/go/mautrix/id"
 
@@ -37,12 +38,13 @@ type Media struct {
 	// there, else 0 (the whole media, anew).
 	Offset int64
 
-	d   *download
-	b   *body
-	r   io.Reader // what Read reads: the body, or a decrypting reader above it
-	c   io.Closer // closes r's layers above the body, if any
-	err error     // sticky: returned by every Read once set
+	d         *download
+	b         *body
+	r         io.Reader // what Read reads: the body, or a decrypting reader above it
+	err       error     // sticky: returned by every Read once set
+	delivered atomic.Int64
 
+	size      int64
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -68,6 +70,7 @@ func newMedia(d *download, resp *http.Response) (*Media, error) {
 	if m.FileName == "" {
 		m.FileName = d.disposition
 	}
+	m.size = b.total
 	if b.total >= 0 {
 		m.ContentLength = b.total - b.from
 	}
@@ -80,6 +83,7 @@ func (m *Media) Read(p []byte) (int, error) {
 		return 0, m.err
 	}
 	n, err := m.r.Read(p)
+	m.delivered.Add(int64(n))
 	if err != nil && err != io.EOF {
 		m.err = m.d.fail(err)
 		err = m.err
@@ -122,9 +126,8 @@ func (m *Media) WriteTo(w io.Writer) (int64, error) {
 // another goroutine, which then returns an error; later reads return an error too.
 func (m *Media) Close() error {
 	m.closeOnce.Do(func() {
-		if m.c != nil {
-			m.c.Close()
-		}
+		// Only the body is closed: it is safe against a Read in progress, and the layers above it
+		// (decryption) hold nothing but what the body gives them.
 		m.closeErr = m.b.Close()
 		m.d.cancel()
 	})
@@ -132,19 +135,20 @@ func (m *Media) Close() error {
 }
 
 // Hops lists every request sent for the media so far, the redirects, retries, fallbacks and resumes
-// included. A resumed body adds hops as it is read.
+// included. A resumed body adds hops as it is read. It may be called while another goroutine reads.
 func (m *Media) Hops() []Hop { return m.d.hopsCopy() }
 
 // Fallbacks lists the steps back from the download's first plan, in order (none when there were
 // none).
 func (m *Media) Fallbacks() []Fallback { return append([]Fallback(nil), m.d.fallbacks...) }
 
-// Size is the media's total length, or -1 when the server did not say.
-func (m *Media) Size() int64 { return m.b.total }
+// Size is the media's total length as the first answer gave it, or -1 when it did not say.
+func (m *Media) Size() int64 { return m.size }
 
-// Validator returns the media's strong ETag, or else its Last-Modified, or "": what to pass as
-// DownloadOptions.IfRange to finish a partial copy later.
-func (m *Media) Validator() string { return m.b.validator }
+// Validator returns the strong ETag, or else the Last-Modified, of the first answer, or "": what to
+// pass as DownloadOptions.IfRange to finish a partial copy later.
+func (m *Media) Validator() string { return validatorOf(m.Header) }
 
-// BytesRead is how many bytes of the body have been delivered so far.
-func (m *Media) BytesRead() int64 { return m.b.pos - m.b.from }
+// BytesRead is how many bytes Read has returned so far. It may be called while another goroutine
+// reads.
+func (m *Media) BytesRead() int64 { return m.delivered.Load() }

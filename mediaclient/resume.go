@@ -21,6 +21,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"maunium.net/go/mautrix"
 )
 
 // maxResumes bounds how often one body is resumed after a break or a stall.
@@ -28,6 +30,14 @@ const maxResumes = 3
 
 // maxSegments bounds how many answers one body may be made of (ranges answered in chunks included).
 const maxSegments = 1 << 16
+
+// minSegment and maxShort bound a server that answers ranges in tiny pieces: a ranged answer that
+// ends before the total with fewer than minSegment bytes is short, and more than maxShort of them
+// end the body (matrix-media-repo answers with 10 MiB).
+const (
+	minSegment = 64 << 10
+	maxShort   = 64
+)
 
 // errClosed is returned by reads after Close.
 var errClosed = errors.New("read after close")
@@ -46,9 +56,13 @@ type body struct {
 	total     int64  // the media's length, -1 while unknown
 	limit     int64  // the size limit, 0 for none
 	validator string // a strong ETag or Last-Modified, "" when the server gave none
+	valOrigin origin // the origin that gave the validator (validators are per server)
+	immutable bool   // a download: the bytes behind the URI never change
 	resumable bool   // a break may be resumed
 	resumes   int
 	segments  int
+	short     int   // ranged answers that ended early with fewer than minSegment bytes
+	lastStart int64 // where the current segment started
 	lastBreak error // why the body was last resumed
 	err       error // sticky: returned by every Read once set
 
@@ -68,6 +82,7 @@ func newBody(d *download, resp *http.Response) (*body, error) {
 	b := &body{d: d, segEnd: -1, total: -1, limit: d.r.limit}
 	// Downloads may be resumed without a validator: the bytes behind an mxc URI never change, and
 	// Content-Range's total checks the rest. A thumbnail may be generated anew, so it needs one.
+	b.immutable = d.r.thumbnail == nil
 	b.resumable = !c.opts.DisableResume
 	b.stallAfter, b.stallCause = c.opts.StallTimeout, ErrStalled
 	if c.opts.LowSpeedLimit > 0 && (b.stallAfter <= 0 || c.opts.LowSpeedTime < b.stallAfter) {
@@ -89,11 +104,11 @@ func newBody(d *download, resp *http.Response) (*body, error) {
 			return nil, fmt.Errorf("%w: the partial copy's validator is %s, the media's %s", ErrChanged, d.r.ifRange, v)
 		}
 	}
-	b.from = asked
-	if b.validator = validatorOf(resp.Header); b.validator == "" && d.r.thumbnail != nil {
+	b.from, b.pos = asked, asked
+	if b.validator, b.valOrigin = validatorOf(resp.Header), d.final; b.validator == "" && !b.immutable {
 		b.resumable = false
 	}
-	if err := b.accept(resp, asked, d.r.offset > 0, d.r.ifRange); err != nil {
+	if err := b.accept(resp, asked > 0); err != nil {
 		if !b.recover(err) { // a break while skipping is resumed like any other
 			b.Close()
 			return nil, err
@@ -102,41 +117,41 @@ func newBody(d *download, resp *http.Response) (*body, error) {
 	return b, nil
 }
 
-// accept checks an answer to a request for the media from asked on (ranged tells whether the request
+// accept checks an answer to a request for the media from b.pos on (ranged tells whether the request
 // carried Range) and makes it the current segment. A 200 to a ranged request is the whole media: the
-// bytes before asked are skipped.
-func (b *body) accept(resp *http.Response, asked int64, ranged bool, ifRange string) error {
+// bytes before b.pos are skipped.
+func (b *body) accept(resp *http.Response, ranged bool) error {
+	asked := b.pos
+	fail := func(err error) error {
+		resp.Body.Close()
+		return err
+	}
 	cl := resp.ContentLength
 	v := validatorOf(resp.Header)
-	if b.validator != "" && v != "" && v != b.validator {
-		resp.Body.Close()
-		return ErrChanged
+	if b.validator != "" && v != "" && v != b.validator && (b.d.final == b.valOrigin || !b.immutable) {
+		// Validators belong to a server: another origin's (a fallback from a CDN to the homeserver,
+		// say) may differ for the same bytes, which the total still checks for a download.
+		return fail(ErrChanged)
 	}
 	var start, end int64 // the segment, end exclusive; -1 when unknown
 	switch {
 	case resp.StatusCode == http.StatusPartialContent:
 		cr := resp.Header.Get("Content-Range")
 		if !ranged {
-			resp.Body.Close()
-			return fmt.Errorf("%w 206 to a request without Range (Content-Range %q)", ErrUnexpectedStatus, truncateForError(cr))
+			return fail(fmt.Errorf("%w 206 to a request without Range (Content-Range %q)", ErrUnexpectedStatus, truncateForError(cr)))
 		}
 		first, last, total, ok := parseContentRange(cr)
 		switch {
 		case !ok:
-			resp.Body.Close()
-			return fmt.Errorf("%w: malformed Content-Range %q", ErrRangeMismatch, truncateForError(cr))
+			return fail(fmt.Errorf("%w: malformed Content-Range %q", ErrRangeMismatch, truncateForError(cr)))
 		case first != asked:
-			resp.Body.Close()
-			return fmt.Errorf("%w: asked for bytes from %d, got %q", ErrRangeMismatch, asked, truncateForError(cr))
-		case total >= 0 && last >= total:
-			resp.Body.Close()
-			return fmt.Errorf("%w: %q overruns its total", ErrRangeMismatch, truncateForError(cr))
+			return fail(fmt.Errorf("%w: asked for bytes from %d, got %q", ErrRangeMismatch, asked, truncateForError(cr)))
+		case total >= 0 && last >= total, total < 0 && b.total >= 0 && last >= b.total:
+			return fail(fmt.Errorf("%w: %q overruns the total", ErrRangeMismatch, truncateForError(cr)))
 		case cl >= 0 && cl != last-first+1:
-			resp.Body.Close()
-			return fmt.Errorf("%w: Content-Length %d for %q", ErrRangeMismatch, cl, truncateForError(cr))
+			return fail(fmt.Errorf("%w: Content-Length %d for %q", ErrRangeMismatch, cl, truncateForError(cr)))
 		case b.total >= 0 && total >= 0 && total != b.total:
-			resp.Body.Close()
-			return fmt.Errorf("%w: total length %d, was %d", ErrChanged, total, b.total)
+			return fail(fmt.Errorf("%w: total length %d, was %d", ErrChanged, total, b.total))
 		}
 		if total >= 0 {
 			b.total = total
@@ -144,24 +159,24 @@ func (b *body) accept(resp *http.Response, asked int64, ranged bool, ifRange str
 		start, end = first, last+1
 	default:
 		if b.total >= 0 && cl >= 0 && cl != b.total {
-			resp.Body.Close()
-			return fmt.Errorf("%w: total length %d, was %d", ErrChanged, cl, b.total)
+			return fail(fmt.Errorf("%w: total length %d, was %d", ErrChanged, cl, b.total))
 		}
-		if asked > 0 && ifRange != "" && !matches(resp.Header, ifRange) {
-			resp.Body.Close()
-			return ErrChanged
+		if ranged && asked > 0 && !b.immutable && !matches(resp.Header, b.validator) {
+			return fail(ErrChanged)
 		}
 		if cl >= 0 {
 			b.total = cl
 		}
 		start, end = 0, cl
 	}
-	if b.limit > 0 && b.total > b.limit {
-		resp.Body.Close()
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, b.total, b.limit)
+	if b.total >= 0 && asked > b.total {
+		return fail(fmt.Errorf("%w: offset %d is past the end of the media (%d bytes)", ErrRangeMismatch, asked, b.total))
+	}
+	if b.limit > 0 && (b.total > b.limit || asked > b.limit) {
+		return fail(fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, max(b.total, asked), b.limit))
 	}
 	if b.validator == "" {
-		b.validator = v
+		b.validator, b.valOrigin = v, b.d.final
 	}
 	seg, ok := resp.Body.(*hopBody)
 	if !ok { // every answer comes through the chain, which ties its body to the hop
@@ -175,23 +190,25 @@ func (b *body) accept(resp *http.Response, asked int64, ranged bool, ifRange str
 	}
 	b.seg = seg
 	b.mu.Unlock()
-	b.pos, b.segEnd = start, end
-	if asked > start {
-		return b.skip(asked)
+	b.segEnd = end
+	if start < asked {
+		if err := b.skip(asked - start); err != nil {
+			b.closeSegment() // a broken segment is never read again
+			return err
+		}
 	}
 	return nil
 }
 
-// skip reads the current segment forward to the position to, discarding what it reads: the server
-// sent the whole media where the rest was asked for.
-func (b *body) skip(to int64) error {
+// skip reads n bytes of the current segment and discards them: the server sent the whole media where
+// the rest was asked for. The position does not move: those bytes were delivered before.
+func (b *body) skip(n int64) error {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
-	for b.pos < to {
-		buf := (*bp)[:min(int64(len(*bp)), to-b.pos)]
-		n, err := b.read(buf)
-		b.pos += int64(n)
-		if err != nil && b.pos < to {
+	for n > 0 {
+		got, err := b.read((*bp)[:min(int64(len(*bp)), n)])
+		n -= int64(got)
+		if err != nil && n > 0 {
 			if err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
@@ -203,13 +220,25 @@ func (b *body) skip(to int64) error {
 
 // Read reads the media's bytes, across segments.
 func (b *body) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
 	for {
-		if b.err != nil {
+		if b.limit > 0 && b.pos > b.limit {
+			b.closeSegment()
+			b.err = fmt.Errorf("%w: more than %d bytes", ErrTooLarge, b.limit)
 			return 0, b.err
 		}
 		if b.segment() == nil {
 			if err := b.next(); err != nil {
-				if b.recover(err) {
+				if err == io.EOF || b.recover(err) {
+					if err == io.EOF {
+						b.err = io.EOF
+						return 0, io.EOF
+					}
 					continue
 				}
 				b.err = b.failure(err)
@@ -217,7 +246,7 @@ func (b *body) Read(p []byte) (int, error) {
 			}
 			continue
 		}
-		if b.segEnd >= 0 && b.pos >= b.segEnd {
+		if (b.segEnd >= 0 && b.pos >= b.segEnd) || (b.total >= 0 && b.pos >= b.total) {
 			if err := b.segmentDone(io.EOF); err != nil {
 				b.err = err
 				return 0, err
@@ -227,6 +256,9 @@ func (b *body) Read(p []byte) (int, error) {
 		q := p
 		if b.segEnd >= 0 && int64(len(q)) > b.segEnd-b.pos {
 			q = q[:b.segEnd-b.pos]
+		}
+		if b.total >= 0 && int64(len(q)) > b.total-b.pos {
+			q = q[:b.total-b.pos] // never past the media's end, whatever the answer says
 		}
 		if b.limit > 0 && int64(len(q)) > b.limit-b.pos+1 {
 			q = q[:b.limit-b.pos+1] // one byte past the limit shows that it is passed
@@ -242,7 +274,7 @@ func (b *body) Read(p []byte) (int, error) {
 		b.pos += int64(n)
 		if err == nil {
 			if n == 0 {
-				continue
+				continue // a reader may return 0, nil; the segment's own reads are bounded by its timers
 			}
 			return n, nil
 		}
@@ -262,18 +294,39 @@ func (b *body) Read(p []byte) (int, error) {
 	}
 }
 
-// segmentDone handles the end of the current segment with err (io.EOF when it ended cleanly). It
-// returns io.EOF when the media is complete, nil when the body goes on with another segment, or the
-// error that ends the body.
+// segmentDone handles the end of the current segment with err (io.EOF when it ended cleanly, or
+// when the position reached the segment's or the media's end). It returns io.EOF when the media is
+// complete, nil when the body goes on with another segment, or the error that ends the body.
 func (b *body) segmentDone(err error) error {
+	if err == io.EOF && b.total >= 0 && b.pos == b.total && (b.segEnd < 0 || b.segEnd > b.total) {
+		// The media is complete, but the answer did not say it ends here: it must end now. A byte
+		// more means it is another media than the one whose total was learned.
+		var one [1]byte
+		if n, rerr := b.read(one[:]); n > 0 {
+			b.closeSegment()
+			return fmt.Errorf("%w: the answer runs past the media's %d bytes", ErrChanged, b.total)
+		} else if rerr != nil && rerr != io.EOF {
+			err = rerr
+		}
+	}
+	seg := b.segEnd
 	b.closeSegment()
-	if err == io.EOF && (b.segEnd < 0 || b.pos == b.segEnd) {
+	if err == io.EOF && (seg < 0 || b.pos == seg || b.pos == b.total) {
 		switch {
-		case b.total < 0 || b.pos == b.total:
+		case b.total >= 0 && b.pos == b.total:
 			return io.EOF
-		case b.segEnd >= 0:
-			b.d.step = StepNextRange // a short 206: ask for the next range
+		case seg >= 0:
+			// A short ranged answer: ask for the next range. With no total known yet, the server's
+			// 416 at the end says where the media ends (next).
+			if b.pos-b.lastStart < minSegment {
+				if b.short++; b.short > maxShort {
+					return fmt.Errorf("%w: more than %d ranged answers shorter than %d bytes", ErrRangeMismatch, maxShort, minSegment)
+				}
+			}
+			b.d.step = StepNextRange
 			return nil
+		case b.total < 0:
+			return io.EOF // an answer of unknown length that ended cleanly
 		}
 		err = io.ErrUnexpectedEOF // an answer without length ended before the total
 	}
@@ -317,7 +370,8 @@ func (b *body) failure(err error) error {
 	return err
 }
 
-// next asks for the media from the current position on.
+// next asks for the media from the current position on. It returns io.EOF when the server says
+// there is nothing more (416 to a range that starts at the end of a media of unknown total).
 func (b *body) next() error {
 	b.mu.Lock()
 	closed := b.closed
@@ -329,12 +383,34 @@ func (b *body) next() error {
 	if b.segments > maxSegments {
 		return fmt.Errorf("%w: more than %d answers for one media", ErrRangeMismatch, maxSegments)
 	}
-	from := max(b.pos, b.from) // a skip that broke off may have left pos short of the start
-	resp, err := b.d.do(from, b.validator)
+	resp, err := b.d.do(b.pos, b.validator)
 	if err != nil {
+		var he mautrix.HTTPError
+		if b.total < 0 && b.pos > 0 && errors.As(err, &he) && he.IsStatus(http.StatusRequestedRangeNotSatisfiable) {
+			// The end of a media whose total no answer gave: believe it only if the 416 names that
+			// total, or names none.
+			if _, _, total, ok := parseUnsatisfied(he.Response.Header.Get("Content-Range")); !ok || total == b.pos {
+				b.total = b.pos
+				return io.EOF
+			}
+		}
 		return err
 	}
-	return b.accept(resp, from, from > 0, b.validator)
+	b.lastStart = b.pos
+	return b.accept(resp, b.pos > 0)
+}
+
+// parseUnsatisfied reads the Content-Range of a 416 answer, "bytes */total".
+func parseUnsatisfied(v string) (first, last, total int64, ok bool) {
+	t, found := strings.CutPrefix(v, "bytes */")
+	if !found {
+		return 0, 0, 0, false
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 {
+		return 0, 0, 0, false
+	}
+	return 0, 0, n, true
 }
 
 // read reads from the current segment, with the stall and low-speed checks.

@@ -6,6 +6,7 @@ package mediaclient
 // low-speed checks are in resume.go.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -32,13 +33,17 @@ func (c *Client) exchange(req *http.Request, wait time.Duration) (*http.Response
 		timers = append(timers, t)
 		return t
 	}
-	conn := arm(c.opts.ConnectTimeout, "no connection")
-	headers := arm(c.opts.HeaderTimeout+wait, "no response headers")
+	connectAfter, headersAfter := c.opts.ConnectTimeout, time.Duration(0)
+	if c.opts.HeaderTimeout > 0 {
+		headersAfter = c.opts.HeaderTimeout + wait
+	}
+	conn := arm(connectAfter, "no connection")
+	headers := arm(headersAfter, "no response headers")
 	if conn != nil || headers != nil {
 		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 			GetConn: func(string) {
 				if conn != nil {
-					conn.Reset(c.opts.ConnectTimeout)
+					conn.Reset(connectAfter)
 				}
 			},
 			GotConn: func(httptrace.GotConnInfo) {
@@ -48,7 +53,7 @@ func (c *Client) exchange(req *http.Request, wait time.Duration) (*http.Response
 			},
 			WroteRequest: func(httptrace.WroteRequestInfo) {
 				if headers != nil {
-					headers.Reset(c.opts.HeaderTimeout + wait)
+					headers.Reset(headersAfter)
 				}
 			},
 			GotFirstResponseByte: func() {
@@ -69,8 +74,41 @@ func (c *Client) exchange(req *http.Request, wait time.Duration) (*http.Response
 		cancel(nil)
 		return nil, err
 	}
+	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
+		// A redirect or an error answer is small, and its body is read at once (for its errcode,
+		// or to reuse the connection): under the stall timeout too, so that a body that never
+		// comes does not hold the call.
+		return resp, c.bufferSmallBody(ctx, cancel, resp)
+	}
 	resp.Body = &hopBody{ReadCloser: resp.Body, ctx: ctx, cancel: cancel}
 	return resp, nil
+}
+
+// bufferSmallBody reads the body of a redirect or error answer into memory (bounded), within the
+// stall timeout (or else the header timeout), and releases the hop. A body that stalls is an
+// ErrStalled error for a 4xx/5xx answer, whose body says what went wrong; a redirect keeps its
+// headers and loses only its body.
+func (c *Client) bufferSmallBody(ctx context.Context, cancel context.CancelCauseFunc, resp *http.Response) error {
+	limit := c.opts.StallTimeout
+	if limit <= 0 {
+		limit = c.opts.HeaderTimeout
+	}
+	var t *time.Timer
+	if limit > 0 {
+		t = time.AfterFunc(limit, func() { cancel(fmt.Errorf("%w: no data for %v", ErrStalled, limit)) })
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	if t != nil {
+		t.Stop()
+	}
+	resp.Body.Close()
+	cause := context.Cause(ctx)
+	cancel(nil)
+	resp.Body = &bufferedBody{Reader: bytes.NewReader(data), data: data}
+	if err != nil && errors.Is(cause, ErrStalled) && resp.StatusCode >= 400 {
+		return cause
+	}
+	return nil
 }
 
 // hopBody is a response body tied to its hop's context.
