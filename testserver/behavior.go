@@ -40,7 +40,8 @@ const (
 	ParamAccept ParamMode = iota
 	// ParamBoolean answers 400 M_UNKNOWN to a value that is not "true" or "false" (matrix-media-repo).
 	ParamBoolean
-	// ParamReject answers 400 M_INVALID_PARAM whenever the parameter is present.
+	// ParamReject answers 400 whenever the parameter is present, with the errcode
+	// Behavior.ParamErrCode (M_INVALID_PARAM by default).
 	ParamReject
 )
 
@@ -81,6 +82,9 @@ type Behavior struct {
 	CacheControl string
 	// Param decides how allow_redirect is validated.
 	Param ParamMode
+	// ParamErrCode is the errcode of the 400 with which ParamReject refuses allow_redirect; "" means
+	// M_INVALID_PARAM. Servers in the wild also answer M_UNKNOWN and M_UNRECOGNIZED.
+	ParamErrCode string
 	// NoV1 and NoV3 remove the client v1 or media v3 endpoints (404 M_UNRECOGNIZED).
 	NoV1, NoV3 bool
 	// ThumbnailFirstDirect serves the first request for each thumbnail size directly, and redirects
@@ -119,6 +123,9 @@ type Fault struct {
 	RetryAfter string
 	// RetryAfterMS is sent as retry_after_ms in the Matrix error body when non-zero.
 	RetryAfterMS int
+	// ErrCode, when non-empty, is the errcode of the Matrix error body sent with Status, e.g.
+	// M_NOT_YET_UPLOADED with 504.
+	ErrCode string
 	// Truncate serves the headers with the full Content-Length (of the whole body, or of the range
 	// asked for), then only TruncateAt bytes (half the content when TruncateAt is zero) before
 	// dropping the connection.

@@ -11,8 +11,11 @@
 // Behaviour is plain data (Behavior), per server and per media item. Every request at every origin
 // is recorded with its headers, so a test can prove where a token went.
 //
-// Catalogue lists conformance scenarios as data: Publish puts them on a server, and Judge turns the
-// request log into a Report (text, JSON or HTML) of what a client did with each.
+// Catalogue lists conformance scenarios as data: Publish puts them on a server, Judge turns the
+// request log into a Report (text, JSON or HTML) of what a client did with each, and ReportHandler
+// serves it. A client that asked nothing for a scenario is "not tried"; where the log cannot tell a
+// safe client from an unsafe one (what it did with a short body, a file: Location, a wrong hash) the
+// verdict is "observed", with what to check.
 //
 // In a test:
 //

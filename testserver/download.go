@@ -61,7 +61,11 @@ func (s *Server) download(v1, thumbnail bool) http.HandlerFunc {
 		if vals, ok := q["allow_redirect"]; ok {
 			switch {
 			case b.Param == ParamReject:
-				mautrix.MInvalidParam.WithMessage("Unknown parameter allow_redirect").Write(w)
+				e := mautrix.MInvalidParam
+				if b.ParamErrCode != "" {
+					e = mautrix.RespError{ErrCode: b.ParamErrCode}
+				}
+				e.WithMessage("Unknown parameter allow_redirect").WithStatus(http.StatusBadRequest).Write(w)
 				return
 			case b.Param == ParamBoolean && vals[0] != "true" && vals[0] != "false":
 				mautrix.MUnknown.WithMessage("allow_redirect must be a boolean").WithStatus(http.StatusBadRequest).Write(w)
@@ -117,7 +121,9 @@ func (s *Server) download(v1, thumbnail bool) http.HandlerFunc {
 		}
 		if redirect {
 			loc := ""
-			if b.Location != nil {
+			if m.locate != nil {
+				loc = m.locate()
+			} else if b.Location != nil {
 				loc = *b.Location
 			} else {
 				loc = s.cdnURL(b, kind, m.ID, 0, thumbQuery(q))

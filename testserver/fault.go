@@ -73,7 +73,10 @@ func (s *Server) answerFault(w http.ResponseWriter, r *http.Request, b *behavior
 		return f, true
 	}
 	e := mautrix.MUnknown.WithMessage("Injected fault").WithStatus(f.Status)
-	if f.Status == http.StatusTooManyRequests {
+	switch {
+	case f.ErrCode != "":
+		e = mautrix.RespError{ErrCode: f.ErrCode, Err: "Injected fault", StatusCode: f.Status}
+	case f.Status == http.StatusTooManyRequests:
 		e = mautrix.MLimitExceeded.WithMessage("Too many requests")
 	}
 	if f.RetryAfterMS != 0 {

@@ -25,8 +25,9 @@ type Request struct {
 	Header http.Header
 	// Status is the status code answered, or 0 when the connection was reset without an answer.
 	Status int
-	// Sent is how many body bytes the handler wrote, set when the answer ends (a body cut short or
-	// stalled counts what was written before; zero while the answer runs).
+	// Sent is how many body bytes the handler has written so far (a body cut short or stalled counts
+	// what was written before). Bytes are counted as they are handed to the connection, before the
+	// client can read them; Sent is final once Ended.
 	Sent int64
 	// Ended reports whether the answer is over, so that Sent is final.
 	Ended bool
@@ -72,8 +73,8 @@ func (s *Server) ResetLog() {
 }
 
 // record appends an entry and returns a function that sets its status, and one that sets the
-// body bytes sent once the answer is over.
-func (s *Server) record(r *http.Request, scheme string, role Role) (status func(int), sent func(int64)) {
+// body bytes sent so far and, with ended, marks the answer over.
+func (s *Server) record(r *http.Request, scheme string, role Role) (status func(int), sent func(n int64, ended bool)) {
 	e := Request{
 		Time:     time.Now(),
 		Origin:   scheme + "://" + r.Host,
@@ -101,7 +102,7 @@ func (s *Server) record(r *http.Request, scheme string, role Role) (status func(
 			s.cfg.Logf("%s", e.line(code))
 		}
 	}
-	sent = func(n int64) { update(func(r *Request) { r.Sent, r.Ended = n, true }) }
+	sent = func(n int64, ended bool) { update(func(r *Request) { r.Sent, r.Ended = n, ended }) }
 	return status, sent
 }
 
@@ -159,12 +160,14 @@ func credentialNote(h http.Header) string {
 }
 
 // statusWriter records the status code as soon as it is written, before the client can see it, and
-// counts the body bytes.
+// the body bytes as they are written: each write is counted before it is handed on (and corrected
+// if it falls short), so that a client that has read the whole body never finds the log behind.
 type statusWriter struct {
 	http.ResponseWriter
-	done   func(int)
-	status int
-	sent   int64
+	done     func(int)
+	progress func(n int64, ended bool)
+	status   int
+	sent     int64
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -179,24 +182,44 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
+	w.progress(w.sent+int64(len(p)), false)
 	n, err := w.ResponseWriter.Write(p)
 	w.sent += int64(n)
+	if n < len(p) {
+		w.progress(w.sent, false)
+	}
 	return n, err
 }
 
-// ReadFrom keeps the sendfile/splice fast path of the underlying writer.
+// ReadFrom keeps the underlying writer's ReadFrom, counting the bytes as they are read from r.
 func (w *statusWriter) ReadFrom(r io.Reader) (int64, error) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
+	src := &countingReader{r: r, base: w.sent, progress: w.progress}
 	var n int64
 	var err error
 	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
-		n, err = rf.ReadFrom(r)
+		n, err = rf.ReadFrom(src)
 	} else {
-		n, err = io.Copy(w.ResponseWriter, r)
+		n, err = io.Copy(w.ResponseWriter, src)
 	}
 	w.sent += n
+	w.progress(w.sent, false)
+	return n, err
+}
+
+// countingReader reports base plus the bytes read so far after each Read.
+type countingReader struct {
+	r        io.Reader
+	base     int64
+	progress func(int64, bool)
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.base += int64(n)
+	c.progress(c.base, false)
 	return n, err
 }
 

@@ -42,6 +42,7 @@ type Media struct {
 	etag      string
 	modTime   time.Time
 	behavior  *behaviorState
+	locate    func() string // when non-nil, the Location of the homeserver's redirects (Publish)
 
 	seq      int
 	ready    chan struct{} // closed once the bytes are there

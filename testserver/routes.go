@@ -64,12 +64,12 @@ func (s *Server) handler(useTLS bool) http.Handler {
 			role = RoleCDN
 		}
 		done, sent := s.record(r, scheme, role)
-		sw := &statusWriter{ResponseWriter: w, done: done}
+		sw := &statusWriter{ResponseWriter: w, done: done, progress: sent}
 		defer func() {
 			if sw.status == 0 {
 				done(0)
 			}
-			sent(sw.sent)
+			sent(sw.sent, true)
 		}()
 		mux.ServeHTTP(sw, r)
 	})
