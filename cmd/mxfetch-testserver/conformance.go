@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -9,27 +10,15 @@ import (
 	"github.com/mxfetch/mxfetch/testserver"
 )
 
-// serveReport prints the catalogue and serves the report, judged afresh on each request: HTML at
-// /, text at /report.txt and JSON at /report.json. It returns a function that stops the listener.
+// serveReport prints the catalogue and serves the report (testserver's ReportHandler: HTML at /,
+// text at /report.txt, JSON at /report.json). An encrypted scenario's line is followed by a "file"
+// line holding the event's file information as JSON. It returns a function that stops the listener.
 func serveReport(srv *testserver.Server, published []testserver.Published, addr string, stdout io.Writer) (func(), error) {
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("report: %w", err)
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		srv.Judge(published).WriteHTML(w)
-	})
-	mux.HandleFunc("GET /report.txt", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		srv.Judge(published).WriteText(w)
-	})
-	mux.HandleFunc("GET /report.json", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		srv.Judge(published).WriteJSON(w)
-	})
-	hs := &http.Server{Handler: mux}
+	hs := &http.Server{Handler: srv.ReportHandler(published)}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -39,6 +28,14 @@ func serveReport(srv *testserver.Server, published []testserver.Published, addr 
 	fmt.Fprintf(stdout, "report       %s (text: %sreport.txt, JSON: %sreport.json)\n", base, base, base)
 	for _, p := range published {
 		fmt.Fprintf(stdout, "scenario     %s %s\n", p.URI, p.Scenario.Name)
+		if p.File != nil {
+			file, err := json.Marshal(p.File)
+			if err != nil {
+				hs.Close()
+				return nil, fmt.Errorf("report: %w", err)
+			}
+			fmt.Fprintf(stdout, "file         %s %s\n", p.Scenario.Name, file)
+		}
 	}
 	return func() {
 		hs.Close()

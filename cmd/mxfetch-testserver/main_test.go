@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"maunium.net/go/mautrix/event"
+
 	"github.com/mxfetch/mxfetch/internal/testbin"
 	"github.com/mxfetch/mxfetch/testserver"
 )
@@ -28,7 +30,8 @@ import (
 func TestMain(m *testing.M) { testbin.Main(m) }
 
 // startup reads the program's startup lines up to "ready", keyed by their first word ("media" lines
-// are collected in order).
+// are collected in order; "scenario" and "file" lines are keyed by their first two words, the
+// scenario's name second).
 func startup(t *testing.T, r io.Reader) (map[string]string, [][2]string) {
 	t.Helper()
 	fields := map[string]string{}
@@ -41,6 +44,8 @@ func startup(t *testing.T, r io.Reader) (map[string]string, [][2]string) {
 			media = append(media, [2]string{f[1], f[2]})
 		case len(f) == 3 && f[0] == "scenario":
 			fields["scenario "+f[2]] = f[1]
+		case len(f) == 3 && f[0] == "file":
+			fields["file "+f[1]] = f[2]
 		case len(f) >= 2:
 			fields[f[0]] = f[1]
 		default:
@@ -254,6 +259,10 @@ func TestConformanceMode(t *testing.T) {
 	direct := fields["scenario direct"]
 	if !strings.HasPrefix(report, "http://127.0.0.1:") || direct == "" || fields["scenario range-chunks"] == "" {
 		t.Fatalf("startup: %v", fields)
+	}
+	var file event.EncryptedFileInfo
+	if err := json.Unmarshal([]byte(fields["file encrypted-wrong-hash"]), &file); err != nil || string(file.URL) != fields["scenario encrypted-wrong-hash"] || file.Hashes.SHA256 == "" {
+		t.Errorf("the encrypted scenario's file information: %q, %v", fields["file encrypted-wrong-hash"], err)
 	}
 	if status, _, _, err := download(t, fields["homeserver"], fields["token"], direct, 10*time.Second); status != 200 || err != nil {
 		t.Fatalf("download: %d %v", status, err)
