@@ -419,6 +419,60 @@ func TestReportFormats(t *testing.T) {
 	}
 }
 
+// readmeVerdicts reads the README's table of what each client does with the catalogue and returns
+// the verdicts in one column (1 mediaclient, 2 the mxfetch CLI, 3 mautrix-go, 4 curl) by scenario.
+func readmeVerdicts(t *testing.T, column int) map[string]testserver.Verdict {
+	t.Helper()
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(readme), "\n### A conformance kit for other clients\n")
+	section, _, _ = strings.Cut(section, "\n## ")
+	letters := map[string]testserver.Verdict{"P": testserver.Pass, "F": testserver.Fail, "O": testserver.Observed}
+	out := map[string]testserver.Verdict{}
+	for _, line := range strings.Split(section, "\n") {
+		name, ok := strings.CutPrefix(line, "| `")
+		if !ok {
+			continue
+		}
+		name, _, _ = strings.Cut(name, "`")
+		cells := strings.Split(strings.Trim(line, "| "), " | ")
+		if len(cells) != 5 {
+			t.Errorf("README: the row of %s has %d cells; want 5", name, len(cells))
+			continue
+		}
+		if _, dup := out[name]; dup {
+			t.Errorf("README: %s has two rows", name)
+		}
+		letter, _, _ := strings.Cut(strings.Fields(cells[column])[0], ":") // "P", "F: why", "O (why)"
+		out[name] = letters[letter]
+	}
+	return out
+}
+
+// TestREADMEVerdicts checks the README's table against the catalogue and the verdicts the tests
+// expect of mediaclient and mautrix-go.
+func TestREADMEVerdicts(t *testing.T) {
+	client, mautrixColumn := readmeVerdicts(t, 1), readmeVerdicts(t, 3)
+	catalogue := testserver.Catalogue()
+	if len(client) != len(catalogue) {
+		t.Errorf("README's table has %d scenarios; the catalogue %d", len(client), len(catalogue))
+	}
+	for _, sc := range catalogue {
+		want := testserver.Pass
+		if mediaclientErrors[sc.Name].observed {
+			want = testserver.Observed
+		}
+		if client[sc.Name] != want {
+			t.Errorf("README: mediaclient %s: %q; the test expects %s", sc.Name, client[sc.Name], want)
+		}
+		if mautrixColumn[sc.Name] != mautrixVerdicts[sc.Name] {
+			t.Errorf("README: mautrix-go %s: %q; the test expects %s", sc.Name, mautrixColumn[sc.Name], mautrixVerdicts[sc.Name])
+		}
+	}
+}
+
 // TestSentWhileRunning: the log counts a body's bytes as they are written, so a request still
 // running shows what the client has been sent, and a client that has read the whole body never finds
 // the log behind it.

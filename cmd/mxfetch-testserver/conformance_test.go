@@ -140,9 +140,45 @@ func TestCatalogueWithMxfetchCLI(t *testing.T) {
 	if o := outcomes["not-yet-uploaded"]; !strings.Contains(o.stderr, "M_NOT_YET_UPLOADED") {
 		t.Errorf("not-yet-uploaded: the CLI's error does not name M_NOT_YET_UPLOADED: %q", o.stderr)
 	}
+	readme := readmeColumn(t, 2)
+	for _, res := range rep.Results {
+		want, failed := fails[res.Name]
+		if !failed {
+			want = testserver.Pass
+		}
+		if readme[res.Name] != want {
+			t.Errorf("README: the CLI's verdict on %s is %q; the test expects %s", res.Name, readme[res.Name], want)
+		}
+	}
 	var text bytes.Buffer
 	rep.WriteText(&text)
 	t.Log("\n" + text.String())
+}
+
+// readmeColumn reads the README's table of what each client does with the catalogue and returns
+// the verdicts in one column (1 mediaclient, 2 the mxfetch CLI, 3 mautrix-go, 4 curl) by scenario.
+func readmeColumn(t *testing.T, column int) map[string]testserver.Verdict {
+	t.Helper()
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(readme), "\n### A conformance kit for other clients\n")
+	section, _, _ = strings.Cut(section, "\n## ")
+	letters := map[string]testserver.Verdict{"P": testserver.Pass, "F": testserver.Fail, "O": testserver.Observed}
+	out := map[string]testserver.Verdict{}
+	for _, line := range strings.Split(section, "\n") {
+		name, ok := strings.CutPrefix(line, "| `")
+		if !ok {
+			continue
+		}
+		name, _, _ = strings.Cut(name, "`")
+		if cells := strings.Split(strings.Trim(line, "| "), " | "); len(cells) == 5 {
+			letter, _, _ := strings.Cut(strings.Fields(cells[column])[0], ":") // "P", "F: why", "O (why)"
+			out[name] = letters[letter]
+		}
+	}
+	return out
 }
 
 // stallsForever reports whether a scenario's body stalls until the client gives up.
