@@ -165,7 +165,7 @@ func (sc *Scenario) size() int64 {
 // count with the bytes written so far; a test that wants every answer over judges after Close.
 func (s *Server) Judge(published []Published) Report {
 	log := s.Requests()
-	rep := Report{Time: time.Now()}
+	rep := Report{Time: time.Now(), Clients: []string{}} // [] rather than null in JSON
 	seen := map[string]bool{}
 	for _, p := range published {
 		t := Trace{Server: s, URI: p.URI, Size: p.Scenario.size()}
@@ -179,7 +179,7 @@ func (s *Server) Judge(published []Published) Report {
 			}
 		}
 		res := Result{Name: p.Scenario.Name, Purpose: p.Scenario.Purpose, Expect: p.Scenario.Expect, URI: p.URI,
-			Size: p.Size, SHA256: p.SHA256, File: p.File}
+			Size: p.Size, SHA256: p.SHA256, File: p.File, Evidence: []string{}}
 		for _, r := range t.Requests {
 			res.Evidence = append(res.Evidence, r.String())
 		}

@@ -280,6 +280,9 @@ func TestConformanceMode(t *testing.T) {
 	if ct, body := get("report.json"); ct != "application/json" || json.Unmarshal([]byte(body), &rep) != nil || len(rep.Results) != len(testserver.Catalogue()) {
 		t.Fatalf("report.json: %s %.200s", ct, body)
 	}
+	if ct, body := get("report.json"); !strings.Contains(body, `"evidence": []`) {
+		t.Errorf("report.json: an item not tried has no empty evidence list: %s %.300s", ct, body)
+	}
 	for _, res := range rep.Results {
 		want := testserver.NotTried
 		if res.Name == "direct" {
