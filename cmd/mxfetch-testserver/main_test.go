@@ -358,7 +358,7 @@ func TestRunBadFlags(t *testing.T) {
 	for _, args := range [][]string{{"-profile", "nope"}, {"-bogus"}, {"extra"}, {"-at", "moon"}, {"-chain", "cdn,elsewhere"},
 		{"-redirect-status", "200"}, {"-range-chunk", "-1"}, {"-fault-status", "1000"}, {"-truncate", "-2"},
 		{"-stall", "soon"}, {"-stall", "-5"}, {"-range-fault", "odd"}, {"-count", "2"}, {"-stall-for", "1s"},
-		{"-drip", "-1"}, {"-retry-after", "5"}} {
+		{"-drip", "-1"}, {"-retry-after", "5"}, {"-conformance", "-tls"}} {
 		var out, errb bytes.Buffer
 		if err := run(t.Context(), args, &out, &errb); err == nil || errors.Is(err, flag.ErrHelp) {
 			t.Errorf("%v: got %v; want an error", args, err)
