@@ -173,6 +173,8 @@ type download struct {
 	serverWait time.Duration // the timeout_ms the homeserver was given
 	step       Step          // why the next request goes out
 	attempt    int           // which try of the chain is running (0 the first)
+	from       int64         // where in the media the request on its way asks from
+	failed     Retry         // why the last try failed, when it is retried
 
 	// What happened.
 	hopsMu      sync.Mutex // hops may be read (Media.Hops) while a Read resumes the body
@@ -204,8 +206,8 @@ func (c *Client) newDownload(ctx context.Context, r *request) *download {
 		RetryWaitMin:   c.opts.RetryWaitMin,
 		RetryWaitMax:   c.opts.RetryWaitMax,
 		RetryMax:       c.maxRetries,
-		CheckRetry:     c.checkRetry,
-		Backoff:        c.backoff,
+		CheckRetry:     d.checkRetry,
+		Backoff:        d.backoff,
 		ErrorHandler:   retryablehttp.PassthroughErrorHandler,
 		RequestLogHook: d.logAttempt,
 	}
@@ -289,6 +291,7 @@ func (d *download) do(offset int64, ifRange string) (*http.Response, error) {
 			}
 		}
 		d.cacheKey = string(d.api) + " " + u
+		d.from = offset
 		resp, err := d.send(u, h)
 		if err != nil {
 			if refusedRedirectFallback(d.api, d.param, err) {
@@ -378,6 +381,36 @@ func (d *download) send(u string, h http.Header) (*http.Response, error) {
 		return nil, err
 	}
 	return resp, nil
+}
+
+// checkRetry is the Client's retry policy; it notes why a try that is retried failed, for the trace.
+func (d *download) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
+	retry, cerr := d.c.checkRetry(ctx, resp, err)
+	if retry {
+		d.failed = Retry{Step: StepRetry, Offset: d.from}
+		if resp != nil {
+			d.failed.Status = resp.StatusCode
+		} else {
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			d.failed.Err = err
+		}
+	}
+	return retry, cerr
+}
+
+// backoff is the Client's backoff; go-retryablehttp calls it only when a retry follows, which the
+// trace then hears of.
+func (d *download) backoff(min, max time.Duration, attempt int, resp *http.Response) time.Duration {
+	wait := d.c.backoff(min, max, attempt, resp)
+	if d.trace != nil && d.trace.Retry != nil {
+		r := d.failed
+		r.Attempt, r.Wait = attempt+1, wait
+		d.trace.Retry(r)
+	}
+	return wait
 }
 
 // logAttempt is go-retryablehttp's hook before each attempt: it tells the chain which try it runs.

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -544,5 +545,53 @@ func TestTraceSeesEveryHop(t *testing.T) {
 	}
 	if got, want := hopSummary(seen), hopSummary(m.Hops()); got != want || len(seen) != 4 {
 		t.Errorf("seen %s; want %s (with the resume)", got, want)
+	}
+}
+
+// TestTraceSeesRetries: the trace hears of each retry and resume, with its cause, before the hop it
+// announces.
+func TestTraceSeesRetries(t *testing.T) {
+	b := testserver.Behavior{Faults: []testserver.Fault{
+		{Count: 1, Status: 503},
+		{Count: 1, Truncate: true, TruncateAt: 1000},
+		{Count: 1, Stall: testserver.StallBody, StallAfter: 3000},
+	}}
+	srv, c := setup(t, testserver.Config{Behavior: &b}, mediaclient.Options{API: mediaclient.APIV3, StallTimeout: 50 * time.Millisecond})
+	want := content(5000, 2)
+	uri := srv.AddMedia(want, testserver.MediaOptions{})
+	var events []string
+	ctx := mediaclient.WithTrace(t.Context(), &mediaclient.Trace{
+		Hop: func(h mediaclient.Hop) { events = append(events, fmt.Sprintf("hop %s %d", h.Step, h.Status)) },
+		Retry: func(r mediaclient.Retry) {
+			e := fmt.Sprintf("%s %d from %d: status %d", r.Step, r.Attempt, r.Offset, r.Status)
+			switch {
+			case r.Err == nil:
+			case errors.Is(r.Err, mediaclient.ErrStalled):
+				e += ", stalled"
+			default:
+				e += ", broke off"
+			}
+			events = append(events, e)
+		},
+	})
+	m, err := c.Download(ctx, uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := readAll(t, m, nil)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read %d bytes, %v", len(got), err)
+	}
+	wantEvents := []string{
+		"hop request 503",
+		"retry 1 from 0: status 503",
+		"hop retry 200",
+		"resume 1 from 1000: status 0, broke off",
+		"hop resume 206",
+		"resume 2 from 4000: status 0, stalled", // 3000 bytes into the answer from 1000,
+		"hop resume 206",
+	}
+	if strings.Join(events, "\n") != strings.Join(wantEvents, "\n") {
+		t.Errorf("trace:\n%s\nwant:\n%s", strings.Join(events, "\n"), strings.Join(wantEvents, "\n"))
 	}
 }

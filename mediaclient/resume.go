@@ -345,6 +345,9 @@ func (b *body) recover(err error) bool {
 	b.lastBreak = err
 	b.d.step = StepResume
 	b.d.c.debug(b.d.ctx, "resuming a broken body", "offset", b.pos, "attempt", b.resumes, "cause", err.Error())
+	if t := b.d.trace; t != nil && t.Retry != nil {
+		t.Retry(Retry{Step: StepResume, Attempt: b.resumes, Offset: max(b.pos, b.from), Err: err})
+	}
 	return true
 }
 
