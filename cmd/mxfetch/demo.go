@@ -123,13 +123,13 @@ func runDemo(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 			pool.AppendCertsFromPEM(srv.CertPEM())
 			so.rootCAs = pool
 		}
-		rt, watching := so.transport()
+		rt := so.transport()
 		client, err := so.client(srv.URL, rt)
 		if err != nil {
 			srv.Close()
 			return err
 		}
-		d, err := newDownloader(&so, &clients{o: &so, fixed: client}, watching, stdout, stderr)
+		d, err := newDownloader(&so, &clients{o: &so, fixed: client}, stdout, stderr)
 		if err != nil {
 			srv.Close()
 			return err

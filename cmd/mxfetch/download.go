@@ -11,7 +11,6 @@ import (
 	"hash"
 	"io"
 	"io/fs"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,8 +41,12 @@ type result struct {
 	Error          string `json:"error,omitempty"`
 	ErrCode        string `json:"errcode,omitempty"`
 
-	origin string // the origin that answered last, for the failure line
-	status int    // the status of a failed answer, or 0
+	origin   string // the origin that answered last, for the failure line
+	status   int    // the status of a failed answer, or 0
+	deadline bool   // the failure is --max-time's
+	stopped  bool   // the failure is the run's end: a signal (see interrupt.go)
+	queued   bool   // the run ended before the download began
+	kept     string // the path of the partial copy kept for --continue, or ""
 }
 
 // MarshalJSON writes every documented key, with null for what is unknown (no path for a failed
@@ -102,6 +105,8 @@ func jsonEscapeInvisible(data []byte) []byte {
 
 func (r *result) fail(err error) *result {
 	r.OK = false
+	r.deadline = errors.Is(err, context.DeadlineExceeded)
+	r.stopped = errors.Is(err, context.Canceled)
 	// The URI is already in the result (and in the error line): say only what went wrong.
 	var he mautrix.HTTPError
 	if errors.As(err, &he) {
@@ -163,18 +168,17 @@ func (n *names) claim(base, mediaID string) string {
 
 // downloader runs the downloads of one command line.
 type downloader struct {
-	o        *options
-	clients  *clients
-	watching bool // the transport reports each request (see observe.go)
-	stdout   io.Writer
-	pr       *progress
-	names    *names
-	dir      *outDir // the output directory, or the directory of -o FILE; nil for stdout
+	o       *options
+	clients *clients
+	stdout  io.Writer
+	pr      *progress
+	names   *names
+	dir     *outDir // the output directory, or the directory of -o FILE; nil for stdout
 }
 
-func newDownloader(o *options, cs *clients, watching bool, stdout, stderr io.Writer) (*downloader, error) {
+func newDownloader(o *options, cs *clients, stdout, stderr io.Writer) (*downloader, error) {
 	live := !o.quiet && !o.json && isTerminal(stderr) && !o.outputIsTerminal(stdout)
-	d := &downloader{o: o, clients: cs, watching: watching, stdout: stdout, names: &names{claimed: map[string]bool{}}}
+	d := &downloader{o: o, clients: cs, stdout: stdout, names: &names{claimed: map[string]bool{}}}
 	switch {
 	case o.outputIsStdout, o.target != nil && o.target.special:
 	case o.outputIsDir:
@@ -295,7 +299,9 @@ func (d *downloader) run(ctx context.Context) error {
 			for ji := range idx {
 				r := d.one(ctx, jobs[ji].raw)
 				if !r.OK {
-					d.pr.println(d.failureLine(r, len(jobs[ji].inputs)))
+					if line := d.explain(ctx, r, len(jobs[ji].inputs)); line != "" {
+						d.pr.println(line)
+					}
 				}
 				finished(ji, r)
 			}
@@ -307,7 +313,7 @@ func (d *downloader) run(ctx context.Context) error {
 	close(idx)
 	wg.Wait()
 
-	var ok, failed, skipped int
+	var ok, failed, skipped, stopped, queued int
 	var total int64
 	for _, r := range done {
 		switch {
@@ -316,6 +322,11 @@ func (d *downloader) run(ctx context.Context) error {
 		case r.OK:
 			ok++
 			total += r.Bytes
+		case r.stopped:
+			stopped++
+			if r.queued {
+				queued++
+			}
 		default:
 			failed++
 		}
@@ -324,14 +335,44 @@ func (d *downloader) run(ctx context.Context) error {
 	if skipped > 0 {
 		line += fmt.Sprintf(", %d skipped", skipped)
 	}
+	if stopped > 0 {
+		line += fmt.Sprintf(", %d interrupted", stopped)
+	}
 	if n := len(o.uris) - len(jobs); n > 0 {
 		line += fmt.Sprintf(", %d repeated URI(s) fetched once", n)
 	}
+	if se := stoppedBy(ctx); se != nil && queued > 0 {
+		d.pr.printf("mxfetch: %s before %d download(s) began", se, queued)
+	}
 	d.pr.finish(fmt.Sprintf("%s: %s in %v", line, humanBytes(total), since(d.pr.start)))
-	if failed > 0 {
+	if se := stoppedBy(ctx); se != nil && stopped > 0 {
+		return se
+	}
+	if failed+stopped > 0 {
 		return errFailed
 	}
 	return nil
+}
+
+// explain names the run's own limits in the error of a failed download (a signal, --max-time)
+// and returns the line that reports it: the failure line, the line that says what an interruption
+// kept or removed, or "" for a download the interruption kept from starting.
+func (d *downloader) explain(ctx context.Context, r *result, times int) string {
+	switch {
+	case r.stopped && ctx.Err() != nil:
+		if se := stoppedBy(ctx); se != nil {
+			r.Error = se.Error()
+		}
+		if r.queued {
+			return ""
+		}
+		return d.interruptLine(ctx, r)
+	case r.stopped:
+		r.stopped = false // a cancellation that is not the run's: a plain failure
+	case r.deadline && d.o.maxTime.d > 0:
+		r.Error = fmt.Sprintf("gave up: --max-time %v passed, after %d bytes (%s)", d.o.maxTime.d, r.Bytes, r.Error)
+	}
+	return d.failureLine(r, times)
 }
 
 // failureLine says what went wrong with one URI, where, and what might help.
@@ -358,49 +399,14 @@ func needsToken(r *result) bool {
 	return r.status == 401 || r.status == 403 || r.status == 404
 }
 
-// newWatch returns the watch of one download: notes on retries and resumes (unless -q) and, with -v,
-// one line per request.
-func (d *downloader) newWatch(uri string) *watch {
-	w := &watch{}
-	n := 0
-	w.started = func(x, prev *exchange) {
-		n++
-		if prev == nil || !prev.transient() || d.o.quiet && !d.o.verbose {
-			return
-		}
-		what := "retrying"
-		if prev.bodyErr != nil && x.rangeFrom > 0 {
-			what = fmt.Sprintf("resuming at byte %d", x.rangeFrom)
-		}
-		d.pr.printf("mxfetch: %s: %s after %s", uri, what, prev.outcome())
-	}
-	if d.o.verbose {
-		w.finished = func(x *exchange) {
-			creds := "no credentials"
-			if x.credentials {
-				creds = "credentials sent"
-			}
-			res := fmt.Sprintf("%d %s", x.status, statusText(x.status))
-			if x.err != nil {
-				res = x.err.Error()
-			}
-			rng := ""
-			if x.rangeFrom >= 0 {
-				rng = fmt.Sprintf(" (Range from byte %d)", x.rangeFrom)
-			}
-			d.pr.printf("mxfetch: %s: request %d: %s %s%s%s → %s, %s", uri, n, x.method, x.origin, x.path, rng, res, creds)
-		}
-		w.broke = func(x *exchange) {
-			d.pr.printf("mxfetch: %s: %s", uri, x.outcome())
-		}
-	}
-	return w
-}
-
 // one downloads one URI and says how it went.
 func (d *downloader) one(ctx context.Context, raw string) *result {
 	o := d.o
 	r := &result{URI: raw}
+	if err := ctx.Err(); err != nil {
+		r.queued = true
+		return r.fail(err)
+	}
 	uri, err := mediaclient.ParseURI(raw)
 	if err != nil {
 		return r.fail(err)
@@ -416,20 +422,21 @@ func (d *downloader) one(ctx context.Context, raw string) *result {
 	if err != nil {
 		return r.fail(err)
 	}
-	w := d.newWatch(raw)
-	if d.watching {
-		ctx = withWatch(ctx, w)
-	}
+	ctx = mediaclient.WithTrace(ctx, d.newWatch(raw).trace())
 	var part *partial
 	if o.cont && d.dir != nil {
 		if part, err = d.dir.openPartial(uri); err != nil {
 			return r.fail(err)
 		}
-		defer part.close()
+		defer func() {
+			if k := part.kept(); !r.OK && k > 0 {
+				r.kept, r.Bytes = d.dir.display(part.name), k
+			}
+			part.close()
+		}()
 	}
 	m, err := d.request(ctx, c, uri, part)
 	if err != nil {
-		d.verboseHops(raw, hopsOf(err))
 		return r.fail(err)
 	}
 	defer m.Close()
@@ -486,7 +493,6 @@ func (d *downloader) one(ctx context.Context, raw string) *result {
 		}
 	}
 	r.Bytes, r.Hops = n, hopsJSON(m.Hops()) // a resumed body added hops
-	d.verboseHops(raw, m.Hops())
 	if err != nil {
 		return r.fail(err)
 	}
@@ -522,6 +528,10 @@ func (d *downloader) request(ctx context.Context, c *mediaclient.Client, uri id.
 		// A server that ignores If-Range resumed a media whose validator changed.
 		m.Close()
 		why = fmt.Sprintf("its validator was %s, the media's is now %s", part.validator, m.Validator())
+	case err == nil && m.Offset > 0 && part.total > 0 && m.Size() != part.total:
+		// Without a validator, the total is what shows the copy to be of this media.
+		m.Close()
+		why = fmt.Sprintf("it was of %d bytes in all, the media's size is now %d", part.total, m.Size())
 	default:
 		return m, err
 	}
@@ -583,25 +593,6 @@ func (d *downloader) baseName(uri id.ContentURI, m *mediaclient.Media) string {
 	return filename.Fit(stem, filename.Extension(m.ContentType))
 }
 
-// verboseHops prints the hops the library recorded, with -v, when the transport does not report
-// each request as it happens.
-func (d *downloader) verboseHops(uri string, hops []mediaclient.Hop) {
-	if !d.o.verbose || d.watching {
-		return
-	}
-	for i, h := range hops {
-		creds := "no credentials"
-		if h.Credentials {
-			creds = "credentials sent"
-		}
-		res := fmt.Sprintf("%d %s", h.Status, statusText(h.Status))
-		if h.Err != nil {
-			res = h.Err.Error()
-		}
-		d.pr.printf("mxfetch: %s: hop %d (%s): %s %s%s → %s, %s", uri, i+1, h.Step, h.Method, h.Origin, h.Path, res, creds)
-	}
-}
-
 // hop is a hop as --json prints it.
 type hop struct {
 	Step        string `json:"step"`
@@ -624,15 +615,5 @@ func hopsJSON(hops []mediaclient.Hop) []hop {
 	}
 	return out
 }
-
-func hopsOf(err error) []mediaclient.Hop {
-	var me *mediaclient.Error
-	if errors.As(err, &me) {
-		return me.Hops
-	}
-	return nil
-}
-
-func statusText(code int) string { return http.StatusText(code) }
 
 func since(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }

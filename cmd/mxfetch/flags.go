@@ -71,6 +71,17 @@ offers it, falling back to v3; an explicit v1 or v3 never falls back)`)
 server that redirects anyway is still followed)`)
 	fs.int(&o.maxRedirects, spell("max-redirects"), "N", fmt.Sprintf("redirects followed at most (default %d): N succeed, N+1 fail", mediaclient.DefaultMaxRedirects))
 	fs.int(&o.retries, spell("retries"), "N", fmt.Sprintf("retries of transient failures (5xx, 429, resets), default %d", mediaclient.DefaultMaxRetries))
+	fs.seconds(&o.connectTimeout, spell("connect-timeout"), fmt.Sprintf(`give up connecting to a server (DNS, TCP, TLS) after SECONDS, default %v;
+0: no limit but the system's. A connection that fails is retried`, mediaclient.DefaultConnectTimeout.Seconds()))
+	fs.seconds(&o.stallTimeoutFlag, spell("stall-timeout"), fmt.Sprintf(`the longest silence: no answer headers, or no new byte of a body, for
+SECONDS is a stall, default %v (the library's); 0: never. A stalled body
+is resumed with Range, a stalled request retried. A slow download that
+keeps moving is never cut off (--speed-limit sets a floor)`, mediaclient.DefaultStallTimeout.Seconds()))
+	fs.seconds(&o.maxTime, spell("m", "max-time"), `give up on each URI after SECONDS in all, retries and resumes included;
+default and 0: no limit, so that a large file on a slow link finishes`)
+	fs.str(&o.speedLimit, spell("Y", "speed-limit"), "BYTES", fmt.Sprintf(`a body slower than BYTES per second for --speed-time SECONDS counts as
+stalled (curl's pair; either alone sets the other to %d byte/s or %v s)`, defaultSpeedLimit, defaultSpeedTime.Seconds()))
+	fs.seconds(&o.speedTime, spell("y", "speed-time"), "see --speed-limit")
 	fs.str(&o.maxSize, spell("max-size"), "SIZE", "refuse media larger than this (100M; K, M, G, T are powers of 1024)")
 	fs.str(&o.cacert, spell("cacert"), "FILE", `also trust the CA certificates in FILE (PEM); SSL_CERT_FILE=FILE
 replaces the system's certificates instead`)
@@ -83,9 +94,11 @@ the plaintext waits in a private temporary file until it matched)`)
 once is downloaded once and reported for each time it was given`)
 	fs.bool(&o.clobber, spell("clobber"), "replace existing regular files, atomically (never a device or a link)")
 	fs.bool(&o.skipExisting, spell("skip-existing"), "leave existing files alone and count them as done")
-	fs.bool(&o.cont, spell("continue"), `keep the partial copy of a failed download (a hidden .part file beside
-the output, locked while in use) and finish it in a later --continue run
-(Range and If-Range); a copy that no longer fits the media is discarded
+	fs.bool(&o.cont, spell("continue"), `keep the partial copy of a failed or interrupted download (a hidden .part
+file beside the output, locked while in use) and finish it in a later
+--continue run: Range, with If-Range when the server gave an ETag or
+Last-Modified; media bytes never change, so without them the total size
+is checked instead. A copy that no longer fits the media is discarded
 and the download starts over`)
 	fs.bool(&o.verbose, spell("v", "verbose"), `print each request to stderr: method, origin and path (never the query),
 status, whether credentials were sent, what caused a retry or a resume`)
@@ -162,7 +175,11 @@ Flags (curl spellings work too: --output, -j4, -vq, -o-):
 Failures are printed on stderr as they happen (above the progress bars), with the origin that
 answered; -v adds every request. Server text is shown with control and format characters escaped.
 
-Exit status: 0 all downloaded; 1 at least one failed; 2 usage error.
+SECONDS is a number of seconds (2.5) or a duration (1m30s, 300ms).
+
+Exit status: 0 all downloaded; 1 at least one failed; 2 usage error; 130 interrupted (SIGINT,
+Ctrl-C) and 143 terminated (SIGTERM), as a shell reports curl killed by them: a --continue partial
+copy is kept, anything else unfinished removed, and one line says which.
 `)
 	io.WriteString(w, b.String())
 }

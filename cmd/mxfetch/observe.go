@@ -4,143 +4,110 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 	"sync"
+	"time"
+
+	"github.com/mxfetch/mxfetch/mediaclient"
 )
 
-// This file lets the command see each request the library makes for one download as it happens:
-// the transport below mediaclient reports each exchange to the watch in the download's context, so
-// that -v lines and notes on retries and resumes appear at once, not when the call returns (the
-// library's hop records are complete only then).
+// This file lets the command see each request the library makes for one download as it happens,
+// through the library's Trace: -v lines and the notes on retries and resumes appear at once, not
+// when the call returns, and whatever the transport (through a proxy too).
 
-// exchange is one request as the transport saw it.
-type exchange struct {
-	method      string
-	origin      string // scheme://host[:port]
-	path        string // escaped path, never the query
-	credentials bool   // the request carried Authorization or Cookie
-	rangeFrom   int64  // the start of its Range header, or -1
-	status      int    // 0 when the request failed without an answer
-	err         error  // why it failed without an answer
-	bodyErr     error  // set on a later record: the body broke off
-	bodyBytes   int64  // bytes of the body read before it broke
-}
-
-// transient reports whether a retry or a resume may follow this exchange.
-func (x *exchange) transient() bool {
-	switch {
-	case x.bodyErr != nil:
-		return true
-	case x.err != nil:
-		return !errors.Is(x.err, context.Canceled) && !errors.Is(x.err, context.DeadlineExceeded)
-	}
-	return x.status == http.StatusTooManyRequests || x.status >= 500
-}
-
-// outcome says in a few words how an exchange ended.
-func (x *exchange) outcome() string {
-	switch {
-	case x.bodyErr != nil:
-		return fmt.Sprintf("the body from %s broke off after %d bytes: %v", x.origin, x.bodyBytes, x.bodyErr)
-	case x.err != nil:
-		return fmt.Sprintf("%v (%s)", x.err, x.origin)
-	}
-	return fmt.Sprintf("%d %s from %s", x.status, http.StatusText(x.status), x.origin)
-}
-
-// watch follows the exchanges of one download. Its callbacks run on the goroutine of the request.
+// watch follows the requests of one download. The library calls its hooks from the goroutine that
+// runs the download (the one that asks, then the one that reads the body), one at a time.
 type watch struct {
+	d   *downloader
+	uri string
+
 	mu   sync.Mutex
-	last *exchange // the last exchange that finished, or whose body broke
-
-	// started is called before a request is sent, with the exchange that ended last (nil for
-	// the first); finished when its answer (or failure) is there; broke when a body breaks off.
-	started  func(x, prev *exchange)
-	finished func(x *exchange)
-	broke    func(x *exchange)
+	n    int              // requests so far
+	last *mediaclient.Hop // the last request, nil before the first
+	body string           // the origin of the answer whose body is being read
 }
 
-type watchKey struct{}
-
-func withWatch(ctx context.Context, w *watch) context.Context {
-	return context.WithValue(ctx, watchKey{}, w)
+// newWatch returns the watch of one download: notes on retries and resumes (unless -q) and, with -v,
+// one line per request.
+func (d *downloader) newWatch(uri string) *watch {
+	return &watch{d: d, uri: uri}
 }
 
-// watchingTransport reports each exchange to the watch of its request's context, if any.
-type watchingTransport struct {
-	next http.RoundTripper
+// trace returns the hooks that report to w, for mediaclient.WithTrace.
+func (w *watch) trace() *mediaclient.Trace {
+	return &mediaclient.Trace{Hop: w.hop, Retry: w.retry}
 }
 
-func (t watchingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	w, _ := req.Context().Value(watchKey{}).(*watch)
-	if w == nil {
-		return t.next.RoundTrip(req)
+func (w *watch) hop(h mediaclient.Hop) {
+	w.mu.Lock()
+	w.n++
+	n := w.n
+	w.last = &h
+	if h.Status >= 200 && h.Status < 300 {
+		w.body = h.Origin
 	}
-	x := &exchange{
-		method:      req.Method,
-		origin:      req.URL.Scheme + "://" + req.URL.Host,
-		path:        req.URL.EscapedPath(),
-		credentials: req.Header.Get("Authorization") != "" || req.Header.Get("Cookie") != "",
-		rangeFrom:   -1,
+	w.mu.Unlock()
+	if w.d.o.verbose {
+		w.d.pr.println(fmt.Sprintf("mxfetch: %s: %s", w.uri, hopLine(n, h)))
 	}
-	if r, ok := strings.CutPrefix(req.Header.Get("Range"), "bytes="); ok {
-		var n int64
-		if _, err := fmt.Sscanf(r, "%d-", &n); err == nil {
-			x.rangeFrom = n
-		}
+}
+
+// hopLine describes the nth request of a download.
+func hopLine(n int, h mediaclient.Hop) string {
+	creds := "no credentials"
+	if h.Credentials {
+		creds = "credentials sent"
+	}
+	res := fmt.Sprintf("%d %s", h.Status, http.StatusText(h.Status))
+	if h.Err != nil {
+		res = h.Err.Error()
+	}
+	step := ""
+	if h.Step != mediaclient.StepRequest {
+		step = " (" + string(h.Step) + ")"
+	}
+	return fmt.Sprintf("request %d%s: %s %s%s → %s, %s", n, step, h.Method, h.Origin, h.Path, res, creds)
+}
+
+func (w *watch) retry(r mediaclient.Retry) {
+	o := w.d.o
+	if o.quiet && !o.verbose {
+		return
 	}
 	w.mu.Lock()
-	prev := w.last
+	last, body := w.last, w.body
 	w.mu.Unlock()
-	if w.started != nil {
-		w.started(x, prev)
+	origin := ""
+	if last != nil {
+		origin = last.Origin
 	}
-	resp, err := t.next.RoundTrip(req)
-	w.mu.Lock()
-	if resp != nil {
-		x.status = resp.StatusCode
-		resp.Body = &watchedBody{ReadCloser: resp.Body, w: w, x: x}
-	} else {
-		x.err = err
-	}
-	w.last = x
-	w.mu.Unlock()
-	if w.finished != nil {
-		w.finished(x)
-	}
-	return resp, err
-}
-
-// watchedBody notes when a body breaks off.
-type watchedBody struct {
-	io.ReadCloser
-	w      *watch
-	x      *exchange
-	n      int64
-	closed bool
-}
-
-func (b *watchedBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	b.n += int64(n)
-	if err != nil && err != io.EOF && !b.closed && !errors.Is(err, context.Canceled) {
-		b.w.mu.Lock()
-		first := b.x.bodyErr == nil
-		if first {
-			b.x.bodyErr, b.x.bodyBytes = err, b.n
-			b.w.last = b.x
+	var msg string
+	switch r.Step {
+	case mediaclient.StepResume:
+		msg = fmt.Sprintf("resuming at byte %d after the body from %s %s (resume %d)", r.Offset, body, breakReason(r.Err, o), r.Attempt)
+	default:
+		why := fmt.Sprintf("%d %s from %s", r.Status, http.StatusText(r.Status), origin)
+		if r.Err != nil {
+			why = fmt.Sprintf("%v (%s)", r.Err, origin)
 		}
-		b.w.mu.Unlock()
-		if first && b.w.broke != nil {
-			b.w.broke(b.x)
+		msg = fmt.Sprintf("retrying after %s (retry %d of %d", why, r.Attempt, o.retries)
+		if r.Wait >= time.Millisecond {
+			msg += ", in " + r.Wait.Round(time.Millisecond).String()
 		}
+		msg += ")"
 	}
-	return n, err
+	w.d.pr.println(fmt.Sprintf("mxfetch: %s: %s", w.uri, msg))
 }
 
-func (b *watchedBody) Close() error {
-	b.closed = true
-	return b.ReadCloser.Close()
+// breakReason says why a body was cut: "stalled (no byte for 1m0s)", "broke off: unexpected EOF".
+func breakReason(err error, o *options) string {
+	switch {
+	case errors.Is(err, mediaclient.ErrStalled):
+		return fmt.Sprintf("stalled (no byte for %v)", o.stallTimeout())
+	case errors.Is(err, mediaclient.ErrTooSlow):
+		return fmt.Sprintf("was cut: %v", err)
+	case errors.Is(err, context.Canceled):
+		return "was cancelled"
+	}
+	return fmt.Sprintf("broke off: %v", err)
 }

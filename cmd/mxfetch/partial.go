@@ -19,21 +19,29 @@ import (
 
 // partial is the kept, unfinished copy of one media item that --continue finishes. It lives in the
 // output directory as .mxfetch-<start of the media ID>-<hash of the URI>.part (at most 96 bytes,
-// whatever the URI), with a .json sidecar holding the URI and the validator (ETag or Last-Modified)
-// its bytes belong to. While a run uses it, it is open and locked (flock): a second writer, in this
-// run or another, is refused, never let in to write the same bytes.
+// whatever the URI), with a .json sidecar holding the URI, the validator (ETag or Last-Modified) its
+// bytes belong to and the media's total size. While a run uses it, it is open and locked (flock): a
+// second writer, in this run or another, is refused, never let in to write the same bytes.
+//
+// A copy is kept when the server gave a validator or the total size. The bytes behind an mxc URI never
+// change, so a copy without a validator (matrix-media-repo sends none when it serves the bytes
+// itself) is finished with Range alone, and the total the server gives then must be the one
+// recorded: a copy of media of another size is discarded and the download starts over.
 type partial struct {
 	dir       *outDir
 	name      string
 	meta      string
 	f         *os.File // open and locked
 	offset    int64    // bytes kept from an earlier run
-	validator string
+	validator string   // "" when the server gave none
+	total     int64    // the media's size, 0 when unknown
+	gone      bool     // discarded, or finished under its final name
 }
 
 type partialMeta struct {
 	URI       string `json:"uri"`
 	Validator string `json:"validator"`
+	Total     int64  `json:"total,omitempty"`
 }
 
 // errBusy: another process (or download) holds the partial copy.
@@ -109,15 +117,17 @@ func (d *outDir) openRegular(name string) (*os.File, error) {
 	return nil, fmt.Errorf("%s keeps changing", d.display(name))
 }
 
-// load reads the sidecar: the kept bytes count only when they belong to uri and have a validator.
+// load reads the sidecar: the kept bytes count only when they belong to uri and have a validator or
+// a total size they fall short of.
 func (p *partial) load(uri id.ContentURI, size int64) {
 	var m partialMeta
 	data, err := p.readMeta()
-	if err != nil || size == 0 || json.Unmarshal(data, &m) != nil || m.URI != uri.String() || m.Validator == "" {
+	if err != nil || size == 0 || json.Unmarshal(data, &m) != nil || m.URI != uri.String() ||
+		m.Validator == "" && m.Total <= 0 || m.Total > 0 && size >= m.Total {
 		p.reset()
 		return
 	}
-	p.offset, p.validator = size, m.Validator
+	p.offset, p.validator, p.total = size, m.Validator, max(m.Total, 0)
 }
 
 func (p *partial) readMeta() ([]byte, error) {
@@ -156,14 +166,27 @@ func (p *partial) writeMeta(m partialMeta) error {
 func (p *partial) reset() {
 	p.f.Truncate(0)
 	p.dir.root.Remove(p.meta)
-	p.offset, p.validator = 0, ""
+	p.offset, p.validator, p.total = 0, "", 0
 }
 
 // discard removes the partial copy and its sidecar.
 func (p *partial) discard() {
 	p.dir.root.Remove(p.name)
 	p.dir.root.Remove(p.meta)
-	p.offset, p.validator = 0, ""
+	p.offset, p.validator, p.total = 0, "", 0
+	p.gone = true
+}
+
+// kept returns the size of the copy kept for a later run, or 0 when there is none.
+func (p *partial) kept() int64 {
+	if p.gone {
+		return 0
+	}
+	st, err := p.f.Stat()
+	if err != nil {
+		return 0
+	}
+	return st.Size()
 }
 
 // close releases the lock.
@@ -181,8 +204,8 @@ func unusable(err error) bool {
 // write appends the body of m to the partial copy (from m.Offset: 0 means the media came anew),
 // feeds the whole file (the kept bytes read back from disk, then the new ones) through observer,
 // and gives it the name name when complete. It returns the size of the file. A failure keeps the
-// copy for the next --continue when the server gave a validator, and discards it otherwise or
-// when the media changed under it.
+// copy for the next --continue when the server gave a validator or the total size, and discards it
+// otherwise, when it is empty or when the media changed under it.
 func (p *partial) write(name string, m *mediaclient.Media, src io.Reader, observer io.Writer, clobber bool) (int64, error) {
 	if err := p.dir.checkFree(name, clobber); err != nil {
 		return 0, err
@@ -193,7 +216,7 @@ func (p *partial) write(name string, m *mediaclient.Media, src io.Reader, observ
 	if err := p.f.Truncate(p.offset); err != nil {
 		return 0, err
 	}
-	if err := p.writeMeta(partialMeta{URI: m.URI.String(), Validator: m.Validator()}); err != nil {
+	if err := p.writeMeta(partialMeta{URI: m.URI.String(), Validator: m.Validator(), Total: max(m.Size(), 0)}); err != nil {
 		return 0, err
 	}
 	if _, err := io.Copy(observer, io.NewSectionReader(p.f, 0, p.offset)); err != nil {
@@ -214,7 +237,7 @@ func (p *partial) write(name string, m *mediaclient.Media, src io.Reader, observ
 		}
 	}
 	if err != nil {
-		if m.Validator() == "" || errors.Is(err, mediaclient.ErrChanged) || errors.Is(err, mediaclient.ErrRangeMismatch) {
+		if m.Validator() == "" && m.Size() <= 0 || size == 0 || errors.Is(err, mediaclient.ErrChanged) || errors.Is(err, mediaclient.ErrRangeMismatch) {
 			p.discard() // bytes that cannot be matched later are of no use
 		}
 		return size, err
@@ -227,6 +250,7 @@ func (p *partial) write(name string, m *mediaclient.Media, src io.Reader, observ
 	}
 	p.dir.root.Remove(p.name) // still there after a link
 	p.dir.root.Remove(p.meta)
+	p.gone = true
 	return size, nil
 }
 

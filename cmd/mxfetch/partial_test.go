@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -237,4 +238,88 @@ func TestPartNameFits(t *testing.T) {
 	if r := cli(t, "", args(hs(srv), []string{"--api", "v3", "--continue", "-o", dir, uri})...); r.code != 0 {
 		t.Errorf("exit %d %s", r.code, r.stderr)
 	}
+}
+
+// TestContinueWithoutValidators: a server that sends neither ETag nor Last-Modified and answers
+// ranges in chunks (matrix-media-repo serving the bytes itself) still gets its partial copy
+// finished: with Range alone, after the total size recorded beside the copy is checked. A media of
+// another size discards the copy.
+func TestContinueWithoutValidators(t *testing.T) {
+	serving := testserver.Serving{NoValidators: true, RangeChunk: 64 << 10, IgnoreIfRange: true}
+	cut := testserver.Behavior{Direct: serving, Faults: []testserver.Fault{{Truncate: true, TruncateAt: 10_000}}}
+	srv := testserver.New(t, testserver.Config{Behavior: &cut})
+	want := content(300_000, 7)
+	uri := srv.AddMedia(want, testserver.MediaOptions{FileName: "mmr.bin"})
+	dir := t.TempDir()
+	base := args(hs(srv), []string{"--api", "v3", "--json", "--continue", "-o", dir, uri.String()})
+
+	// Every answer breaks off after 10000 bytes: the first and its three resumes keep 40000.
+	r := cli(t, "", base...)
+	if r.code != 1 {
+		t.Fatalf("first run: exit %d", r.code)
+	}
+	part := ""
+	for _, n := range dirNames(t, dir) {
+		if strings.HasSuffix(n, ".part") {
+			part = filepath.Join(dir, n)
+		}
+	}
+	kept, _ := os.ReadFile(part)
+	if len(kept) != 40_000 || !bytes.Equal(kept, want[:len(kept)]) {
+		t.Fatalf("first run kept %d bytes (%v); want a prefix of 40000", len(kept), dirNames(t, dir))
+	}
+	var meta partialMeta
+	if data, err := os.ReadFile(part + ".json"); err != nil || json.Unmarshal(data, &meta) != nil || meta.Total != int64(len(want)) || meta.Validator != "" {
+		t.Fatalf("sidecar %+v, %v; want the total %d and no validator", meta, err, len(want))
+	}
+	if res := r.results(t); len(res) != 1 || res[0].Bytes != 40_000 {
+		t.Errorf("first run: %+v; want 40000 bytes kept", res)
+	}
+
+	srv.SetBehavior(testserver.Behavior{Direct: serving})
+	srv.ResetLog()
+	r = cli(t, "", base...)
+	res := r.results(t)
+	if r.code != 0 || len(res) != 1 || res[0].SHA256 != sum(want) || res[0].Bytes != int64(len(want)) {
+		t.Fatalf("second run: exit %d, %+v; want the media's %d bytes\n%s", r.code, res, len(want), r.stderr)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "mmr.bin")); !bytes.Equal(got, want) {
+		t.Fatal("the finished file differs from the media")
+	}
+	d := downloads(srv)
+	if len(d) != 4 { // 260000 bytes in chunks of 64 KiB
+		t.Errorf("second run: %d requests; want 4", len(d))
+	}
+	if len(d) > 0 && (d[0].Header.Get("Range") != "bytes=40000-" || d[0].Header.Get("If-Range") != "") {
+		t.Errorf("second run asked Range %q If-Range %q; want bytes=40000- alone", d[0].Header.Get("Range"), d[0].Header.Get("If-Range"))
+	}
+	if names := dirNames(t, dir); len(names) != 1 {
+		t.Errorf("left %v; want only mmr.bin", names)
+	}
+
+	// The same URI now answers with media of another size: the kept copy is not of it.
+	os.Remove(filepath.Join(dir, "mmr.bin"))
+	srv.SetBehavior(cut)
+	if r := cli(t, "", base...); r.code != 1 {
+		t.Fatalf("third run: exit %d", r.code)
+	}
+	fresh := content(200_000, 9)
+	srv.SetContent(uri.FileID, fresh)
+	srv.SetBehavior(testserver.Behavior{Direct: serving})
+	r = cli(t, "", base...)
+	if res := r.results(t); r.code != 0 || len(res) != 1 || res[0].SHA256 != sum(fresh) {
+		t.Fatalf("fourth run: exit %d %+v\n%s", r.code, res, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "the partial copy (40000 bytes) no longer fits the media (it was of 300000 bytes in all, the media's size is now 200000); starting over") {
+		t.Errorf("no note on the discarded copy:\n%s", r.stderr)
+	}
+}
+
+// content returns n bytes that differ with seed and position.
+func content(n int, seed byte) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*31+i/251) ^ seed
+	}
+	return b
 }

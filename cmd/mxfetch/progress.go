@@ -124,8 +124,25 @@ type tracker struct {
 	name  string // escaped
 	total int64  // -1 when unknown
 	n     atomic.Int64
+	last  atomic.Int64 // when the last byte came (UnixNano), 0 before the first
 	start time.Time
+
+	samples []sample // recent byte counts, for the rate; used by line only
 }
+
+// sample is the byte count of a download at one moment.
+type sample struct {
+	at time.Time
+	n  int64
+}
+
+const (
+	// rateWindow is the span over which the rate on a bar is measured: the rate follows the
+	// download, and falls to zero when it stalls.
+	rateWindow = 3 * time.Second
+	// stalledAfter is how long a bar waits without a byte before it says the download is stalled.
+	stalledAfter = 2 * time.Second
+)
 
 // track starts a bar for a download of total bytes (-1 when unknown); the first base bytes (a kept
 // partial copy) count as already there.
@@ -141,8 +158,37 @@ func (pr *progress) track(name string, total int64) *tracker {
 }
 
 func (t *tracker) Write(p []byte) (int, error) {
-	t.n.Add(int64(len(p)))
+	if len(p) > 0 {
+		t.n.Add(int64(len(p)))
+		t.last.Store(time.Now().UnixNano())
+	}
 	return len(p), nil
+}
+
+// rate returns the bytes per second over the last rateWindow, given n bytes at now (the average
+// since the start until the window has filled half a second). It keeps the samples it needs.
+func (t *tracker) rate(n int64, now time.Time) float64 {
+	t.samples = append(t.samples, sample{now, n})
+	for len(t.samples) > 2 && now.Sub(t.samples[1].at) >= rateWindow {
+		t.samples = t.samples[1:]
+	}
+	first := t.samples[0]
+	if span := now.Sub(first.at); span >= 500*time.Millisecond {
+		return float64(n-first.n) / span.Seconds()
+	}
+	if elapsed := now.Sub(t.start).Seconds(); elapsed > 0.2 {
+		return float64(n) / elapsed
+	}
+	return -1 // too early to say
+}
+
+// idle returns how long the download has gone without a byte, counted from the start of the bar.
+func (t *tracker) idle(now time.Time) time.Duration {
+	last := t.start
+	if ns := t.last.Load(); ns != 0 {
+		last = time.Unix(0, ns)
+	}
+	return now.Sub(last)
 }
 
 // done removes the bar.
@@ -162,13 +208,21 @@ func (t *tracker) done() {
 	pr.redraw()
 }
 
-// line renders the bar in at most width columns.
+// line renders the bar in at most width columns. A download that has had no byte for
+// stalledAfter shows a rate of 0 and how long it has been stalled where the ETA was. Only the
+// goroutine that draws calls it (with pr.mu held).
 func (t *tracker) line(width int, now time.Time) string {
 	n := t.n.Load()
 	elapsed := now.Sub(t.start).Seconds()
 	speed := ""
-	if elapsed > 0.2 {
-		speed = humanBytes(int64(float64(n)/elapsed)) + "/s"
+	rate := t.rate(n, now)
+	idle := t.idle(now)
+	stalled := idle >= stalledAfter
+	if stalled {
+		rate = 0
+	}
+	if rate >= 0 {
+		speed = humanBytes(int64(rate)) + "/s"
 	}
 	var counts, eta string
 	const barWidth = 20
@@ -186,12 +240,15 @@ func (t *tracker) line(width int, now time.Time) string {
 			}
 		}
 		counts = fmt.Sprintf("%3d%% %s / %s", min(100*n/t.total, 100), humanBytes(n), humanBytes(t.total))
-		if n > 0 && n < t.total && elapsed > 0.2 {
-			left := time.Duration(float64(t.total-n) / (float64(n) / elapsed) * float64(time.Second))
+		if n > 0 && n < t.total && rate > 0 {
+			left := time.Duration(float64(t.total-n) / rate * float64(time.Second))
 			eta = "ETA " + left.Round(time.Second).String()
 		}
 	} else {
 		// Length unknown: a marker sweeps the bar while bytes arrive.
+		if stalled {
+			elapsed -= idle.Seconds()
+		}
 		pos := int(elapsed/refresh.Seconds()) % (2 * (barWidth - 3))
 		if pos >= barWidth-3 {
 			pos = 2*(barWidth-3) - pos
@@ -201,6 +258,9 @@ func (t *tracker) line(width int, now time.Time) string {
 		}
 		copy(bar[pos:], "<=>")
 		counts = humanBytes(n)
+	}
+	if stalled {
+		eta = "stalled " + idle.Truncate(time.Second).String()
 	}
 	// On a narrow terminal the bar goes first, then the speed, then the ETA.
 	for _, parts := range [][]string{{"[" + string(bar) + "]", counts, speed, eta}, {counts, speed, eta}, {counts, eta}, {counts}} {

@@ -7,8 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/creack/pty"
 
@@ -119,5 +121,23 @@ func TestEscapesOnTerminal(t *testing.T) {
 	}
 	if !strings.Contains(screen, `\x1b]0;pwned\x07\x1b[2J\x0d\u202eforged`) {
 		t.Errorf("the text is not shown escaped:\n%q", screen)
+	}
+}
+
+// TestStallOnTerminal: a body that pauses longer than a couple of seconds shows on its bar as
+// stalled, with a rate of 0, and the download goes on when the bytes come back.
+func TestStallOnTerminal(t *testing.T) {
+	b := testserver.Behavior{Faults: []testserver.Fault{{Count: 1, Stall: testserver.StallBody, StallAfter: 64 << 10, StallFor: 2500 * time.Millisecond}}}
+	srv := testserver.New(t, testserver.Config{Behavior: &b})
+	uri := srv.AddMedia(bytes.Repeat([]byte("p"), 1<<20), testserver.MediaOptions{FileName: "paused.bin"})
+	code, screen := onTerminal(t, "--homeserver", srv.URL, "--token", srv.AccessToken, "-o", t.TempDir(), uri.String())
+	if code != 0 {
+		t.Errorf("exit %d", code)
+	}
+	if !regexp.MustCompile(`paused\.bin +\[[=>]+ +\] +6% 64\.0 KiB / 1\.0 MiB  0 B/s  stalled 2s`).MatchString(screen) {
+		t.Errorf("no stalled bar on the terminal:\n%q", screen)
+	}
+	if !strings.Contains(screen, "1 downloaded, 0 failed: 1.0 MiB") || len(downloads(srv)) != 1 {
+		t.Errorf("the download did not go on in its one request (%d):\n%q", len(downloads(srv)), screen)
 	}
 }

@@ -35,53 +35,62 @@ func usagef(format string, args ...any) error {
 var errFailed = errors.New("some downloads failed")
 
 // exitCode maps the result of run to the exit status: 0 all downloaded, 1 at least one failed,
-// 2 usage error.
+// 2 usage error, 128 + the signal's number when a signal stopped the run.
 func exitCode(err error) int {
 	var ue *usageError
+	var se *signalError
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.As(err, &ue):
 		return 2
+	case errors.As(err, &se):
+		return se.status()
 	}
 	return 1
 }
 
 // options holds the command line once parsed.
 type options struct {
-	homeserver     string
-	token          string
-	tokenFile      string
-	output         string
-	thumbnail      string
-	method         string
-	animated       bool
-	api            string
-	noRedirect     bool
-	maxRedirects   int
-	retries        int
-	maxSize        string
-	cacert         string
-	json           bool
-	jobs           int
-	input          string
-	clobber        bool
-	cont           bool
-	skipExisting   bool
-	verbose        bool
-	quiet          bool
-	demo           bool
-	version        bool
-	encryptedFile  string
-	encrypted      *event.EncryptedFileInfo
-	rootCAs        *x509.CertPool // nil: the system pool (SSL_CERT_FILE works)
-	hash           bool           // compute the SHA-256 even without --json (the demo checks it)
-	uris           []string
-	width, height  int
-	maxSizeBytes   int64
-	outputIsDir    bool
-	outputIsStdout bool
-	target         *target // -o FILE
+	homeserver       string
+	token            string
+	tokenFile        string
+	output           string
+	thumbnail        string
+	method           string
+	animated         bool
+	api              string
+	noRedirect       bool
+	maxRedirects     int
+	retries          int
+	maxSize          string
+	connectTimeout   seconds
+	stallTimeoutFlag seconds
+	maxTime          seconds
+	speedLimit       string
+	speedTime        seconds
+	speedLimitBytes  int64
+	cacert           string
+	json             bool
+	jobs             int
+	input            string
+	clobber          bool
+	cont             bool
+	skipExisting     bool
+	verbose          bool
+	quiet            bool
+	demo             bool
+	version          bool
+	encryptedFile    string
+	encrypted        *event.EncryptedFileInfo
+	rootCAs          *x509.CertPool // nil: the system pool (SSL_CERT_FILE works)
+	hash             bool           // compute the SHA-256 even without --json (the demo checks it)
+	uris             []string
+	width, height    int
+	maxSizeBytes     int64
+	outputIsDir      bool
+	outputIsStdout   bool
+	target           *target // -o FILE
 }
 
 // validate checks the options and fills in what comes from the environment.
@@ -135,6 +144,9 @@ func (o *options) validate(env func(string) string) error {
 	}
 	if o.method != "" && o.method != "crop" && o.method != "scale" {
 		return usagef("--method must be crop or scale, not %q", o.method)
+	}
+	if err := o.validateTimeouts(); err != nil {
+		return err
 	}
 	if o.maxSize != "" {
 		n, err := parseSize(o.maxSize)
@@ -301,10 +313,17 @@ func readInput(path string, stdin io.Reader) ([]string, error) {
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	err := runCommand(ctx, args, stdin, stdout, stderr)
 	var ue *usageError
+	var se *signalError
+	if err != nil && !errors.As(err, &se) {
+		if se = stoppedBy(ctx); se != nil { // stopped before any download began
+			fmt.Fprintf(stderr, "mxfetch: %s; nothing was written\n", se)
+			return se
+		}
+	}
 	switch {
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "mxfetch: %s\nRun 'mxfetch --help' for usage.\n", escape(err.Error()))
-	case errors.Is(err, flag.ErrHelp), errors.Is(err, errFailed), err == nil:
+	case errors.Is(err, flag.ErrHelp), errors.Is(err, errFailed), errors.As(err, &se), err == nil:
 	default:
 		fmt.Fprintf(stderr, "mxfetch: %s\n", escape(err.Error()))
 	}
@@ -339,7 +358,7 @@ func runCommand(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		}
 		o.uris = uris
 	}
-	rt, watching := o.transport()
+	rt := o.transport()
 	cs := &clients{o: o, transport: rt, byName: map[string]*clientEntry{}, discover: o.discoveryClient()}
 	if o.homeserver != "" {
 		base, err := resolveHomeserver(ctx, cs.discover, o.homeserver)
@@ -353,7 +372,7 @@ func runCommand(ctx context.Context, args []string, stdin io.Reader, stdout, std
 			return usagef("%v", strings.TrimPrefix(err.Error(), "mediaclient: new: "))
 		}
 	}
-	d, err := newDownloader(o, cs, watching, stdout, stderr)
+	d, err := newDownloader(o, cs, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -371,18 +390,11 @@ func (o *options) baseTransport() *http.Transport {
 	return t
 }
 
-// transport returns the transport for the clients and whether it reports each request to the
-// download's watch. Behind a proxy (HTTP_PROXY, HTTPS_PROXY) the library's own transport is used
-// as it is, because the library checks redirect targets itself only on a transport it can see
-// through; -v then shows the hops the library records.
-func (o *options) transport() (http.RoundTripper, bool) {
-	t := o.baseTransport()
-	for _, k := range []string{"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"} {
-		if os.Getenv(k) != "" {
-			return t, false
-		}
-	}
-	return watchingTransport{next: t}, true
+// transport returns the transport for the clients: the library's own, unwrapped, so that the
+// library sees through it to a proxy (HTTP_PROXY, HTTPS_PROXY) and checks redirect targets there.
+// Each download reports its requests through the library's Trace (observe.go).
+func (o *options) transport() http.RoundTripper {
+	return o.baseTransport()
 }
 
 // discoveryClient is the HTTP client of .well-known lookups.
@@ -400,7 +412,7 @@ func (o *options) client(base string, transport http.RoundTripper) (*mediaclient
 	if retries == 0 {
 		retries = -1
 	}
-	return mediaclient.New(mediaclient.Options{
+	opts := mediaclient.Options{
 		Transport:            transport,
 		HomeserverURL:        base,
 		AccessToken:          o.token,
@@ -410,5 +422,7 @@ func (o *options) client(base string, transport http.RoundTripper) (*mediaclient
 		MaxRedirects:         maxRedirects,
 		MaxRetries:           retries,
 		MaxSize:              o.maxSizeBytes,
-	})
+	}
+	o.applyTimeouts(&opts)
+	return mediaclient.New(opts)
 }

@@ -92,7 +92,7 @@ func TestRetriesVisible(t *testing.T) {
 	b = testserver.Behavior{Faults: []testserver.Fault{{Count: 1, Truncate: true, TruncateAt: 4}}}
 	srv.SetBehavior(b)
 	r = cli(t, "", args(hs(srv), []string{"--api", "v3", "-o", "-", uri})...)
-	if r.code != 0 || r.stdout != "eventually" || !strings.Contains(r.stderr, "resuming at byte 4 after the body from "+srv.URL+" broke off after 4 bytes") {
+	if r.code != 0 || r.stdout != "eventually" || !strings.Contains(r.stderr, "resuming at byte 4 after the body from "+srv.URL+" broke off: unexpected EOF (resume 1)") {
 		t.Errorf("resume: exit %d, %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 }

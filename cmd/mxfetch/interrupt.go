@@ -1,0 +1,87 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// This file holds what happens when the run is stopped by SIGINT (Ctrl-C) or SIGTERM: the downloads
+// under way are cancelled, a --continue partial copy is kept and anything else unfinished removed,
+// one line per download says which, and the exit status is 128 plus the signal's number (130, 143),
+// the status a shell reports for curl or gh killed by the same signal.
+
+// signalError is the cause of a run stopped by a signal.
+type signalError struct {
+	sig os.Signal
+}
+
+func (e *signalError) Error() string {
+	if e.sig == syscall.SIGTERM {
+		return "terminated"
+	}
+	return "interrupted"
+}
+
+// status is the exit status of a run stopped by the signal: 128 + its number.
+func (e *signalError) status() int {
+	if s, ok := e.sig.(syscall.Signal); ok {
+		return 128 + int(s)
+	}
+	return 130
+}
+
+// notifyContext returns a context cancelled, with a *signalError as its cause, by the first SIGINT
+// or SIGTERM. A second one ends the process at once, as if mxfetch did not catch signals.
+func notifyContext(parent context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-sigs:
+			signal.Stop(sigs) // the next one gets the default action
+			cancel(&signalError{sig: sig})
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel(nil)
+	}
+}
+
+// stoppedBy returns the signal that stopped the run of ctx, or nil.
+func stoppedBy(ctx context.Context) *signalError {
+	var se *signalError
+	if errors.As(context.Cause(ctx), &se) {
+		return se
+	}
+	return nil
+}
+
+// interruptLine says that the download of r was cut short by the end of the run, and what became of
+// its bytes.
+func (d *downloader) interruptLine(ctx context.Context, r *result) string {
+	what := "interrupted"
+	if se := stoppedBy(ctx); se != nil {
+		what = se.Error()
+	}
+	msg := "mxfetch: " + r.URI + ": " + what
+	switch {
+	case r.kept != "":
+		msg += fmt.Sprintf("; kept the partial copy %s (%d bytes) for a later --continue run", r.kept, r.Bytes)
+	case r.Path != "" && (d.o.outputIsStdout || d.o.target != nil && d.o.target.special):
+		msg += fmt.Sprintf(" after %d bytes written to %s", r.Bytes, r.Path)
+	case r.Bytes > 0:
+		msg += fmt.Sprintf("; removed the unfinished download (%d bytes)", r.Bytes)
+	default:
+		msg += " before any byte arrived; nothing was written"
+	}
+	return msg
+}
