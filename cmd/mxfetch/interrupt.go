@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 )
 
 // This file holds what happens when the run is stopped by SIGINT (Ctrl-C) or SIGTERM: the downloads
@@ -34,25 +35,46 @@ func (e *signalError) status() int {
 	return 130
 }
 
+// repeatGrace is how long after the first signal further ones are taken for copies of it: a
+// supervisor such as timeout(1) signals both the process and its group, so one stop arrives twice.
+const repeatGrace = time.Second
+
 // notifyContext returns a context cancelled, with a *signalError as its cause, by the first SIGINT
-// or SIGTERM. A second one ends the process at once, as if mxfetch did not catch signals.
+// or SIGTERM. A signal that comes more than repeatGrace later ends the process at once, as if
+// mxfetch did not catch signals (a second Ctrl-C when the first seems not to stop it).
 func notifyContext(parent context.Context) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(parent)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	done := make(chan struct{})
-	go func() {
-		select {
-		case sig := <-sigs:
-			signal.Stop(sigs) // the next one gets the default action
-			cancel(&signalError{sig: sig})
-		case <-done:
-		}
-	}()
+	go watchSignals(sigs, done, cancel, func() <-chan time.Time { return time.After(repeatGrace) }, func() { signal.Stop(sigs) })
 	return ctx, func() {
 		signal.Stop(sigs)
 		close(done)
 		cancel(nil)
+	}
+}
+
+// watchSignals cancels with the first signal from sigs, drops the copies that come before grace()
+// fires, then calls release, which gives later signals their default action. It returns early
+// when done is closed.
+func watchSignals(sigs <-chan os.Signal, done <-chan struct{}, cancel context.CancelCauseFunc, grace func() <-chan time.Time, release func()) {
+	select {
+	case sig := <-sigs:
+		cancel(&signalError{sig: sig})
+	case <-done:
+		return
+	}
+	over := grace()
+	for {
+		select {
+		case <-sigs: // a copy of the first: dropped
+		case <-over:
+			release()
+			return
+		case <-done:
+			return
+		}
 	}
 }
 

@@ -286,3 +286,60 @@ func TestInterruptInProcess(t *testing.T) {
 		t.Errorf("exit %d, stderr %q", r.code, r.stderr)
 	}
 }
+
+// TestSignalCopies: the copies of a signal that a supervisor sends to the process and to its group
+// are dropped; only a signal after the grace period gets its default action (ends the process).
+func TestSignalCopies(t *testing.T) {
+	sigs := make(chan os.Signal)
+	done := make(chan struct{})
+	over := make(chan time.Time)
+	released := make(chan struct{})
+	ctx, cancel := context.WithCancelCause(t.Context())
+	go watchSignals(sigs, done, cancel, func() <-chan time.Time { return over }, func() { close(released) })
+	defer close(done)
+	within := func(what string, ch any) { // every step is bounded: a broken watch fails, never hangs
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		var ok bool
+		switch c := ch.(type) {
+		case os.Signal:
+			select {
+			case sigs <- c:
+				ok = true
+			case <-timeout:
+			}
+		case <-chan struct{}:
+			select {
+			case <-c:
+				ok = true
+			case <-timeout:
+			}
+		case chan time.Time:
+			select {
+			case c <- time.Time{}:
+				ok = true
+			case <-timeout:
+			}
+		}
+		if !ok {
+			t.Fatalf("%s: not within 10 s", what)
+		}
+	}
+	within("the first signal taken", syscall.SIGTERM)
+	within("the context cancelled", ctx.Done())
+	if se := stoppedBy(ctx); se == nil || se.status() != 143 {
+		t.Fatalf("cause %v; want SIGTERM, status 143", context.Cause(ctx))
+	}
+	within("a copy taken, not left for the default action", syscall.SIGTERM)
+	within("another taken", syscall.SIGINT)
+	select {
+	case <-released:
+		t.Fatal("released before the grace period ended")
+	default:
+	}
+	within("the grace period ended", over)
+	within("released", (<-chan struct{})(released))
+	if se := stoppedBy(ctx); se.status() != 143 {
+		t.Errorf("the copies changed the cause to %v", se)
+	}
+}
