@@ -41,12 +41,9 @@ type result struct {
 	Error          string `json:"error,omitempty"`
 	ErrCode        string `json:"errcode,omitempty"`
 
-	origin   string // the origin that answered last, for the failure line
-	status   int    // the status of a failed answer, or 0
-	deadline bool   // the failure is --max-time's
-	stopped  bool   // the failure is the run's end: a signal (see interrupt.go)
-	queued   bool   // the run ended before the download began
-	kept     string // the path of the partial copy kept for --continue, or ""
+	origin string // the origin that answered last, for the failure line
+	status int    // the status of a failed answer, or 0
+	ending        // whether the run's own limits ended it, and what was kept
 }
 
 // MarshalJSON writes every documented key, with null for what is unknown (no path for a failed

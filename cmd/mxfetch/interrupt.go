@@ -15,6 +15,14 @@ import (
 // one line per download says which, and the exit status is 128 plus the signal's number (130, 143),
 // the status a shell reports for curl or gh killed by the same signal.
 
+// ending says whether a failed download was ended by the run's own limits, and what it kept.
+type ending struct {
+	deadline bool   // --max-time passed
+	stopped  bool   // the run was stopped (a signal)
+	queued   bool   // the run was stopped before the download began
+	kept     string // the path of the partial copy kept for --continue, or ""
+}
+
 // signalError is the cause of a run stopped by a signal.
 type signalError struct {
 	sig os.Signal

@@ -52,45 +52,40 @@ func exitCode(err error) int {
 
 // options holds the command line once parsed.
 type options struct {
-	homeserver       string
-	token            string
-	tokenFile        string
-	output           string
-	thumbnail        string
-	method           string
-	animated         bool
-	api              string
-	noRedirect       bool
-	maxRedirects     int
-	retries          int
-	maxSize          string
-	connectTimeout   seconds
-	stallTimeoutFlag seconds
-	maxTime          seconds
-	speedLimit       string
-	speedTime        seconds
-	speedLimitBytes  int64
-	cacert           string
-	json             bool
-	jobs             int
-	input            string
-	clobber          bool
-	cont             bool
-	skipExisting     bool
-	verbose          bool
-	quiet            bool
-	demo             bool
-	version          bool
-	encryptedFile    string
-	encrypted        *event.EncryptedFileInfo
-	rootCAs          *x509.CertPool // nil: the system pool (SSL_CERT_FILE works)
-	hash             bool           // compute the SHA-256 even without --json (the demo checks it)
-	uris             []string
-	width, height    int
-	maxSizeBytes     int64
-	outputIsDir      bool
-	outputIsStdout   bool
-	target           *target // -o FILE
+	homeserver     string
+	token          string
+	tokenFile      string
+	output         string
+	thumbnail      string
+	method         string
+	animated       bool
+	api            string
+	noRedirect     bool
+	maxRedirects   int
+	retries        int
+	maxSize        string
+	timeoutFlags   // --connect-timeout, --stall-timeout, --max-time, --speed-limit, --speed-time
+	cacert         string
+	json           bool
+	jobs           int
+	input          string
+	clobber        bool
+	cont           bool
+	skipExisting   bool
+	verbose        bool
+	quiet          bool
+	demo           bool
+	version        bool
+	encryptedFile  string
+	encrypted      *event.EncryptedFileInfo
+	rootCAs        *x509.CertPool // nil: the system pool (SSL_CERT_FILE works)
+	hash           bool           // compute the SHA-256 even without --json (the demo checks it)
+	uris           []string
+	width, height  int
+	maxSizeBytes   int64
+	outputIsDir    bool
+	outputIsStdout bool
+	target         *target // -o FILE
 }
 
 // validate checks the options and fills in what comes from the environment.

@@ -13,6 +13,16 @@ import (
 // This file holds the timeout flags: --connect-timeout, --stall-timeout, --max-time and curl's
 // --speed-limit/--speed-time pair, and how they map onto mediaclient.Options.
 
+// timeoutFlags holds the timeout flags once parsed.
+type timeoutFlags struct {
+	connectTimeout   seconds
+	stallTimeoutFlag seconds
+	maxTime          seconds
+	speedLimit       string
+	speedTime        seconds
+	speedLimitBytes  int64 // --speed-limit read
+}
+
 // seconds is the value of a timeout flag: curl's decimal seconds ("2.5") or a Go duration ("1m30s",
 // "300ms"). The zero value is a flag not given.
 type seconds struct {
