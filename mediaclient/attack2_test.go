@@ -3,7 +3,7 @@ package mediaclient_test
 // A second round of attacks on the contract, where the first did not go deep: the fallback loop and
 // what a Client remembers, the private-address guard, URL building, credentials on every kind of
 // hop, redirect statuses, the trace hooks, retries and time. The first part holds one test per
-// defect (each fails on the code it was written against), most severe first; the second part, after
+// defect (each failed before its fix), most severe first; the second part, after
 // the marker, holds properties that were attacked and held.
 //
 // Every test that talks to the test server ends by checking its request log: no credential reached
@@ -188,7 +188,7 @@ func TestAttack2ThumbnailErrorSwitchesParamOff(t *testing.T) {
 // TestAttack2UnreachableTargetNoFallback: rule 6 and Fallback's own words — on media v3 a redirect
 // target that refused the request or "kept failing" leads to one plain request without
 // allow_redirect, which the spec obliges the homeserver to answer with the bytes. Only failing
-// *statuses* count today: a CDN that resets every connection (or is unreachable, or loops), after
+// *statuses* counted before the fix: a CDN that resets every connection (or is unreachable, or loops), after
 // the retries, ends the download with an error although the homeserver was never asked plainly.
 func TestAttack2UnreachableTargetNoFallback(t *testing.T) {
 	want := content(20_000, 4)

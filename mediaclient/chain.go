@@ -208,8 +208,9 @@ func (d *download) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	var permanent *cachedTarget // where the leading 308s of this chain led
 	allPermanent := true
+	guard := &chainGuard{}
 	restart := func(s Step) {
-		cur, left, redirects, permanent, allPermanent, step = req.URL, false, 0, nil, true, s
+		cur, left, redirects, permanent, allPermanent, step, guard = req.URL, false, 0, nil, true, s, &chainGuard{}
 	}
 	for {
 		o := originOf(cur)
@@ -227,7 +228,7 @@ func (d *download) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		delete(hopReq.Header, "Referer")
 		hop := Hop{Step: step, Attempt: d.attempt, Method: hopReq.Method, Origin: o.String(), Path: cur.EscapedPath(), Credentials: creds && c.hasCredentials(hopReq.Header)}
-		hopReq, err := c.guardHop(hopReq, o == c.home)
+		hopReq, err := c.guardHop(hopReq, o == c.home, guard)
 		var resp *http.Response
 		if err == nil {
 			wait := time.Duration(0)

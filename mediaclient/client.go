@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/net/http/httpguts"
 	"maunium.net/go/mautrix"
 )
 
@@ -109,8 +110,11 @@ type Options struct {
 	// UploadWait is how long, in all, a download waits out 504 M_NOT_YET_UPLOADED by asking again.
 	// 0 means the first such answer is returned as an error.
 	UploadWait time.Duration
-	// Header holds extra headers sent with every request. Those named in CredentialHeaders are sent
-	// to the homeserver's origin only.
+	// Header holds extra headers sent with every request, whatever the case of their keys. Those
+	// named in CredentialHeaders, and Authorization, Cookie and Proxy-Authorization, are sent to the
+	// homeserver's origin only. Credentials for a proxy belong in the proxy's URL (or the transport's
+	// ProxyConnectHeader), not here: through a CONNECT tunnel a request's Proxy-Authorization reaches
+	// the homeserver itself.
 	Header http.Header
 	// CredentialHeaders names more headers to treat as credentials, beside Authorization, Cookie and
 	// Proxy-Authorization.
@@ -205,8 +209,11 @@ func New(opts Options) (*Client, error) {
 	default:
 		return fail("unknown endpoint family %q (want auto, v1 or v3)", opts.API)
 	}
-	if strings.ContainsAny(opts.AccessToken, "\r\n") {
-		return fail("access token holds a line break")
+	if !httpguts.ValidHeaderFieldValue(opts.AccessToken) {
+		return fail("access token holds a character a header cannot carry")
+	}
+	if !httpguts.ValidHeaderFieldValue(opts.UserAgent) {
+		return fail("user agent holds a character a header cannot carry")
 	}
 	if opts.MaxSize < 0 || opts.LowSpeedLimit < 0 {
 		return fail("negative size limit or speed")
@@ -231,9 +238,12 @@ func New(opts Options) (*Client, error) {
 	// recognised as a credential and stripped off the hops that leave the homeserver.
 	header := make(http.Header, len(opts.Header))
 	for k, v := range opts.Header {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return fail("header name %q is not valid", k)
+		}
 		for _, x := range v {
-			if strings.ContainsAny(x, "\r\n") {
-				return fail("header %q holds a line break", k)
+			if !httpguts.ValidHeaderFieldValue(x) {
+				return fail("header %q holds a character a header cannot carry", k)
 			}
 		}
 		ck := http.CanonicalHeaderKey(k)
@@ -252,6 +262,9 @@ func New(opts Options) (*Client, error) {
 		cache:             newRedirectCache(opts.RedirectCacheSize),
 	}
 	for _, h := range opts.CredentialHeaders {
+		if !httpguts.ValidHeaderFieldName(strings.TrimSpace(h)) {
+			return nil, &Error{Op: "new", Err: fmt.Errorf("%w: credential header name %q is not valid", ErrInvalidArgument, h)}
+		}
 		if ck := http.CanonicalHeaderKey(strings.TrimSpace(h)); ck != "" && !slices.Contains(c.credentialHeaders, ck) {
 			c.credentialHeaders = append(c.credentialHeaders, ck)
 		}

@@ -294,24 +294,32 @@ func (d *download) do(offset int64, ifRange string) (*http.Response, error) {
 		d.from = offset
 		resp, err := d.send(u, h)
 		if err != nil {
-			if refusedRedirectFallback(d.api, d.param, err) {
+			switch {
+			case refusedRedirectFallback(d.api, d.param, err):
 				d.fallback(FallbackRedirectRefused, err)
+				d.param = false
+				continue
+			case unreachableTargetFallback(d.api, d.param, d.fromHome, err) && d.ctx.Err() == nil:
+				d.fallback(FallbackTargetRefused, err)
 				d.param = false
 				continue
 			}
 			return nil, err
 		}
 		status := resp.StatusCode
-		if status >= 200 && status < 300 {
-			if d.probing {
+		if isMedia(status) {
+			if d.probing && d.r.thumbnail == nil {
 				c.learned.paramRejected.Store(true)
-				d.probing = false
 			}
+			d.probing = false
 			return resp, nil
 		}
 		code := errcode(resp)
 		fromHome := d.fromHome // only the homeserver's own answer speaks for it, not a target's
-		if d.probing && !rejectsParam(status, code) {
+		if d.probing && !rejectsParam(status, code) && fromHome && d.r.thumbnail == nil {
+			// Rejected with the parameter, not without it: the homeserver refuses the parameter.
+			// A thumbnail's 400 M_UNKNOWN may mean a bad thumbnail request (or a passing fault)
+			// instead, so thumbnails drop the parameter for their own call only.
 			c.learned.paramRejected.Store(true)
 		}
 		d.probing = false
@@ -334,13 +342,15 @@ func (d *download) do(offset int64, ifRange string) (*http.Response, error) {
 			continue
 		case status == http.StatusGatewayTimeout && code == MNotYetUploaded.ErrCode && time.Now().Before(deadline):
 			drain(resp)
-			if err := sleep(d.ctx, min(time.Second, time.Until(deadline))); err != nil {
+			// The server held the request for timeout_ms already: ask again soon, never later
+			// than the deadline.
+			if err := sleep(d.ctx, min(time.Second, max(c.opts.ServerUploadWait, 10*time.Millisecond), time.Until(deadline))); err != nil {
 				return nil, err
 			}
 			continue
 		}
 		var final error = c.httpError(resp)
-		if status >= 300 && status < 400 {
+		if status < 300 || (status >= 300 && status < 400) {
 			final = fmt.Errorf("%w %d: %w", ErrUnexpectedStatus, status, final)
 		}
 		if !fromHome {

@@ -4,6 +4,7 @@ package mediaclient
 // means for the next request. They read no state but their arguments.
 
 import (
+	"context"
 	"errors"
 	"net/http"
 )
@@ -23,8 +24,8 @@ const (
 	// without allow_redirect.
 	FallbackRedirectRefused Fallback = "redirect refused"
 	// FallbackTargetRefused: the redirect target refused the request (401/403/404/410 even after a
-	// fresh redirect) or kept failing (5xx after the retries) on media v3, so the bytes were asked for
-	// without allow_redirect.
+	// fresh redirect) or kept failing (5xx, resets or stalls after the retries, a loop) on media v3,
+	// so the bytes were asked for without allow_redirect.
 	FallbackTargetRefused Fallback = "redirect target refused"
 )
 
@@ -62,6 +63,19 @@ func rejectsParam(status int, code string) bool {
 // the bytes itself).
 func refusedRedirectFallback(api API, param bool, err error) bool {
 	return api == APIV3 && param && errors.Is(err, ErrRedirectRefused)
+}
+
+// unreachableTargetFallback reports whether a request that failed with err at a redirect target
+// (a reset, a stall, a loop through targets: anything but the homeserver's own answer) is asked
+// again without allow_redirect, on media v3.
+func unreachableTargetFallback(api API, param, fromHome bool, err error) bool {
+	return api == APIV3 && param && !fromHome && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
+
+// isMedia reports whether a successful status carries the media: 200, 206, and 203 (a proxy's copy
+// of a 200). 202, 204 and the other 2xx do not, and are errors.
+func isMedia(status int) bool {
+	return status == http.StatusOK || status == http.StatusPartialContent || status == http.StatusNonAuthoritativeInfo
 }
 
 // decide returns the fallback an unsuccessful answer calls for, or "" when it is final. api is the

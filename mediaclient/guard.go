@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 
 	"code.dny.dev/ssrf"
@@ -29,13 +30,20 @@ type AddressError struct {
 	Host string
 	// Addr is the address it resolved to.
 	Addr netip.Addr
-	// Class is the address's class: "loopback", "private", "link-local" or "special".
+	// Class is the address's class: "loopback", "private", "link-local", or "special" followed by
+	// the special-purpose range it is in.
 	Class string
 	// HomeClass is the class of the homeserver's address ("public" for the internet).
 	HomeClass string
+	// AfterPublic reports that an earlier hop of the chain was on a public address, from where no
+	// step into another class is allowed.
+	AfterPublic bool
 }
 
 func (e *AddressError) Error() string {
+	if e.AfterPublic && e.Class == e.HomeClass {
+		return fmt.Sprintf("redirect refused: %s is %s, a %s address, reached from a public one", e.Host, e.Addr, e.Class)
+	}
 	return fmt.Sprintf("redirect refused: %s is %s, a %s address, and the homeserver is %s", e.Host, e.Addr, e.Class, e.HomeClass)
 }
 
@@ -53,39 +61,75 @@ const (
 	classSpecial   = "special"
 )
 
-// special is the IANA special-purpose registry, as kept by code.dny.dev/ssrf.
-var special = ssrf.New(ssrf.WithAnyPort(), ssrf.WithAnyNetwork())
+var (
+	sharedAddressSpace = netip.MustParsePrefix("100.64.0.0/10")
+	thisNetwork        = netip.MustParsePrefix("0.0.0.0/8")    // connecting to it reaches this host
+	nat64              = netip.MustParsePrefix("64:ff9b::/96") // globally reachable: the IPv4 address inside decides
+)
 
-var sharedAddressSpace = netip.MustParsePrefix("100.64.0.0/10")
-
-// classify returns the class of an address; IPv4-mapped IPv6 addresses count as IPv4.
+// classify returns the class of an address: "public", "loopback", "private", "link-local", or
+// "special " and the special-purpose range it is in (each range its own class: they are unrelated
+// networks). IPv4-mapped and well-known NAT64 IPv6 addresses count as the IPv4 address they carry;
+// the unspecified addresses (0.0.0.0/8, ::) count as loopback, since connecting to them reaches this
+// host.
 func classify(ap netip.AddrPort) string {
 	a := ap.Addr().Unmap()
+	if a.Is6() && nat64.Contains(a) {
+		b := a.As16()
+		a = netip.AddrFrom4([4]byte(b[12:]))
+	}
 	switch {
-	case a.IsLoopback():
+	case a.IsLoopback(), a.IsUnspecified(), a.Is4() && thisNetwork.Contains(a):
 		return classLoopback
 	case a.IsPrivate(), a.Is4() && sharedAddressSpace.Contains(a):
 		return classPrivate
 	case a.IsLinkLocalUnicast():
 		return classLinkLocal
-	case special.SafeAddr(a) != nil:
-		return classSpecial
+	}
+	return specialClass(a)
+}
+
+// specialClass returns "special <range>" for an address in the IANA special-purpose registry (as
+// kept by code.dny.dev/ssrf), or "public".
+func specialClass(a netip.Addr) string {
+	prefixes := ssrf.IPv4DeniedPrefixes
+	if a.Is6() {
+		if !ssrf.IPv6GlobalUnicast.Contains(a) {
+			return classSpecial + " outside " + ssrf.IPv6GlobalUnicast.String()
+		}
+		prefixes = ssrf.IPv6DeniedPrefixes
+	}
+	for _, p := range prefixes {
+		if p.Contains(a) {
+			return classSpecial + " " + p.String()
+		}
 	}
 	return classPublic
 }
 
 // hopPolicy travels in a hop's context to the dialer.
 type hopPolicy struct {
-	c    *Client
-	home bool // the hop is to the homeserver's own origin
-	host string
+	c     *Client
+	home  bool // the hop is to the homeserver's own origin
+	host  string
+	chain *chainGuard
+}
+
+// chainGuard is what the guard learns along one redirect chain: a chain that has been on a public
+// address may not step down into any other class, the homeserver's included (a public server must
+// not send the client into the homeserver's network).
+type chainGuard struct {
+	public atomic.Bool
 }
 
 type policyKey struct{}
 
-// check applies the guard to one dialled address.
+// check applies the guard to one address about to be used.
 func (p *hopPolicy) check(ctx context.Context, ap netip.AddrPort) error {
 	cls := p.c.classify(ap)
+	if cls == classPublic {
+		p.chain.public.Store(true)
+	}
 	if p.home {
 		p.c.learned.homeClass.Store(cls)
 		return nil
@@ -94,10 +138,10 @@ func (p *hopPolicy) check(ctx context.Context, ap netip.AddrPort) error {
 		return nil
 	}
 	home := p.c.homeClass(ctx)
-	if cls == home {
+	if cls == home && !p.chain.public.Load() {
 		return nil
 	}
-	return &AddressError{Host: p.host, Addr: ap.Addr(), Class: cls, HomeClass: home}
+	return &AddressError{Host: p.host, Addr: ap.Addr(), Class: cls, HomeClass: home, AfterPublic: p.chain.public.Load()}
 }
 
 // homeClass returns the class of the homeserver's address: the one last dialled, or else the one its
@@ -150,11 +194,11 @@ func guardControl(ctx context.Context, network, address string, _ syscall.RawCon
 // the guard fails closed: a name that does not resolve here is refused, since the proxy may resolve
 // it to anything. What stays open there is a name that resolves differently for the proxy than here
 // (DNS rebinding between the two look-ups); AllowPrivateRedirects documents it.
-func (c *Client) guardHop(req *http.Request, home bool) (*http.Request, error) {
+func (c *Client) guardHop(req *http.Request, home bool, chain *chainGuard) (*http.Request, error) {
 	if c.opts.AllowPrivateRedirects {
 		return req, nil
 	}
-	p := &hopPolicy{c: c, home: home, host: req.URL.Hostname()}
+	p := &hopPolicy{c: c, home: home, host: req.URL.Hostname(), chain: chain}
 	viaProxy := false
 	if t, ok := c.transport.(*http.Transport); ok && t.Proxy != nil {
 		if u, err := t.Proxy(req); err == nil && u != nil {

@@ -21,9 +21,11 @@ func TestClassify(t *testing.T) {
 		"10.1.2.3": "private", "172.16.0.1": "private", "192.168.1.1": "private", "100.64.0.1": "private",
 		"fc00::1": "private", "::ffff:10.0.0.1": "private",
 		"169.254.169.254": "link-local", "fe80::1": "link-local", "::ffff:169.254.1.1": "link-local",
-		"0.0.0.0": "special", "224.0.0.1": "special", "192.0.2.1": "special", "240.0.0.1": "special",
-		"2001:db8::1": "special", "ff02::1": "special", "::": "special",
-		"8.8.8.8": "public", "1.1.1.1": "public", "2001:4860:4860::8888": "public", "::ffff:8.8.8.8": "public",
+		"0.0.0.0": "loopback", "0.1.2.3": "loopback", "::": "loopback", "64:ff9b::7f00:1": "loopback",
+		"224.0.0.1": "special 224.0.0.0/4", "192.0.2.1": "special 192.0.2.0/24", "240.0.0.1": "special 240.0.0.0/4",
+		"198.18.0.1": "special 198.18.0.0/15", "2001:db8::1": "special 2001:db8::/32", "ff02::1": "special outside 2000::/3",
+		"64:ff9b::808:808": "public",
+		"8.8.8.8":          "public", "1.1.1.1": "public", "2001:4860:4860::8888": "public", "::ffff:8.8.8.8": "public",
 	} {
 		if got := mediaclient.Classify(netip.AddrPortFrom(netip.MustParseAddr(addr), 443)); got != want {
 			t.Errorf("Classify(%s) = %s; want %s", addr, got, want)

@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"net/netip"
 	"time"
 )
 
@@ -39,16 +40,26 @@ func (c *Client) exchange(req *http.Request, wait time.Duration) (*http.Response
 	}
 	conn := arm(connectAfter, "no connection")
 	headers := arm(headersAfter, "no response headers")
-	if conn != nil || headers != nil {
+	policy, _ := ctx.Value(policyKey{}).(*hopPolicy)
+	if conn != nil || headers != nil || policy != nil {
 		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 			GetConn: func(string) {
 				if conn != nil {
 					conn.Reset(connectAfter)
 				}
 			},
-			GotConn: func(httptrace.GotConnInfo) {
+			GotConn: func(info httptrace.GotConnInfo) {
 				if conn != nil {
 					conn.Stop()
+				}
+				// The dialer checked a new connection; a reused one is checked here, against this
+				// chain (a connection's address may be fine for one chain and not for another).
+				if policy != nil && info.Reused && info.Conn != nil {
+					if ap, err := netip.ParseAddrPort(info.Conn.RemoteAddr().String()); err == nil {
+						if err := policy.check(ctx, ap); err != nil {
+							cancel(err)
+						}
+					}
 				}
 			},
 			WroteRequest: func(httptrace.WroteRequestInfo) {
@@ -68,7 +79,7 @@ func (c *Client) exchange(req *http.Request, wait time.Duration) (*http.Response
 		t.Stop()
 	}
 	if err != nil {
-		if cause := context.Cause(ctx); errors.Is(cause, ErrStalled) {
+		if cause := context.Cause(ctx); errors.Is(cause, ErrStalled) || errors.Is(cause, ErrPrivateAddress) {
 			err = cause
 		}
 		cancel(nil)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -39,20 +40,22 @@ func (c *Client) serverVersions(ctx context.Context) *mautrix.RespVersions {
 	if v != nil {
 		return v
 	}
-	if !failedAt.IsZero() && time.Since(failedAt) < versionsFailureTTL {
+	if ctx.Err() != nil || !failedAt.IsZero() && time.Since(failedAt) < versionsFailureTTL {
 		return nil
 	}
 	// The fetch runs on a context of its own: a caller that gives up must not fail it for the
-	// others. It keeps the caller's values (a logger, say) and has its own bound.
+	// others, and no caller's values (a Trace, say) may be used after that caller returned. It
+	// has the Client's logger and its own bound.
+	logger := c.logger(ctx)
 	ch := vc.group.DoChan("versions", func() (any, error) {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), versionsTimeout)
+		fctx, cancel := context.WithTimeout(logger.WithContext(context.Background()), versionsTimeout)
 		defer cancel()
 		v, err := c.fetchVersions(fctx)
 		vc.mu.Lock()
 		defer vc.mu.Unlock()
 		if err != nil {
 			vc.failedAt = time.Now()
-			c.debug(ctx, "fetching /versions failed; using media v3", "error", err)
+			c.debug(fctx, "fetching /versions failed; using media v3", "error", err)
 			return nil, err
 		}
 		vc.versions, vc.failedAt = v, time.Time{}
@@ -70,8 +73,8 @@ func (c *Client) serverVersions(ctx context.Context) *mautrix.RespVersions {
 // fetchVersions asks the homeserver for /_matrix/client/versions, with the Client's retries.
 func (c *Client) fetchVersions(ctx context.Context) (*mautrix.RespVersions, error) {
 	u := *c.base
-	u.Path += "/_matrix/client/versions"
-	u.RawPath = ""
+	u.RawPath = c.base.EscapedPath() + "/_matrix/client/versions"
+	u.Path, _ = url.PathUnescape(u.RawPath)
 	d := c.newDownload(ctx, &request{})
 	defer d.cancel()
 	resp, err := d.send(u.String(), http.Header{"User-Agent": {c.opts.UserAgent}})
