@@ -20,7 +20,8 @@ import (
 // through a value the redirect loop puts in each hop's context and the dialer of NewTransport reads.
 
 // ErrPrivateAddress: a redirect led to an address in a special-purpose range that the homeserver is
-// not in. The *AddressError that wraps it names the address. It also matches ErrRedirectRefused.
+// not in (for a FederationClient: to any such address, unless allowed). The *AddressError that wraps
+// it names the address. It also matches ErrRedirectRefused.
 var ErrPrivateAddress = errors.New("redirect to a private address")
 
 // AddressError says which address a redirect was refused for.
@@ -31,11 +32,18 @@ type AddressError struct {
 	Addr netip.Addr
 	// Class is the address's class: "loopback", "private", "link-local" or "special".
 	Class string
-	// HomeClass is the class of the homeserver's address ("public" for the internet).
+	// HomeClass is the class of the homeserver's address ("public" for the internet), or "" when
+	// Strict is set.
 	HomeClass string
+	// Strict reports that only public addresses were allowed, whatever the class of the server that
+	// named the target: the rule for a federation Location (FederationClient).
+	Strict bool
 }
 
 func (e *AddressError) Error() string {
+	if e.Strict {
+		return fmt.Sprintf("redirect refused: %s is %s, a %s address, and only public addresses are allowed", e.Host, e.Addr, e.Class)
+	}
 	return fmt.Sprintf("redirect refused: %s is %s, a %s address, and the homeserver is %s", e.Host, e.Addr, e.Class, e.HomeClass)
 }
 
@@ -74,11 +82,25 @@ func classify(ap netip.AddrPort) string {
 	return classPublic
 }
 
+// guard says how the private-address guard treats one hop.
+type guard int
+
+const (
+	// guardNone checks nothing: the guard is off for the hop.
+	guardNone guard = iota
+	// guardHome is a hop to the homeserver's own origin: its address class is learned, not checked.
+	guardHome
+	// guardRelative allows public addresses and those of the homeserver's class (a client redirect).
+	guardRelative
+	// guardStrict allows public addresses only (federation).
+	guardStrict
+)
+
 // hopPolicy travels in a hop's context to the dialer.
 type hopPolicy struct {
-	c    *Client
-	home bool // the hop is to the homeserver's own origin
-	host string
+	c     *Client
+	guard guard
+	host  string
 }
 
 type policyKey struct{}
@@ -86,12 +108,14 @@ type policyKey struct{}
 // check applies the guard to one dialled address.
 func (p *hopPolicy) check(ctx context.Context, ap netip.AddrPort) error {
 	cls := p.c.classify(ap)
-	if p.home {
+	switch {
+	case p.guard == guardHome:
 		p.c.learned.homeClass.Store(cls)
 		return nil
-	}
-	if cls == classPublic {
+	case cls == classPublic:
 		return nil
+	case p.guard == guardStrict:
+		return &AddressError{Host: p.host, Addr: ap.Addr(), Class: cls, Strict: true}
 	}
 	home := p.c.homeClass(ctx)
 	if cls == home {
@@ -149,12 +173,14 @@ func guardControl(ctx context.Context, network, address string, _ syscall.RawCon
 // dialer — the target's name is resolved and checked here first (an address literal always is), and
 // the guard fails closed: a name that does not resolve here is refused, since the proxy may resolve
 // it to anything. What stays open there is a name that resolves differently for the proxy than here
-// (DNS rebinding between the two look-ups); AllowPrivateRedirects documents it.
-func (c *Client) guardHop(req *http.Request, home bool) (*http.Request, error) {
-	if c.opts.AllowPrivateRedirects {
+// (DNS rebinding between the two look-ups); AllowPrivateRedirects documents it. g says which rule
+// applies to the hop; the chain's rules choose it (download.guardFor).
+func (c *Client) guardHop(req *http.Request, g guard) (*http.Request, error) {
+	if g == guardNone {
 		return req, nil
 	}
-	p := &hopPolicy{c: c, home: home, host: req.URL.Hostname()}
+	host, port := dialTarget(req.Context(), req.URL) // the URL's, or where server discovery said to connect
+	p := &hopPolicy{c: c, guard: g, host: host}
 	viaProxy := false
 	if t, ok := c.transport.(*http.Transport); ok && t.Proxy != nil {
 		if u, err := t.Proxy(req); err == nil && u != nil {
@@ -164,10 +190,9 @@ func (c *Client) guardHop(req *http.Request, home bool) (*http.Request, error) {
 	if !viaProxy {
 		req = req.WithContext(context.WithValue(req.Context(), policyKey{}, p))
 	}
-	if home {
+	if g == guardHome {
 		return req, nil
 	}
-	port := urlPort(req.URL)
 	if a, err := netip.ParseAddr(p.host); err == nil {
 		return req, p.check(req.Context(), netip.AddrPortFrom(a, port))
 	}
