@@ -68,7 +68,7 @@ func classifyPorts(c *mediaclient.Client, classes map[int]string) {
 }
 
 // portOf returns the port of a base URL.
-func portOf(t *testing.T, base string) int {
+func portOf(t testing.TB, base string) int {
 	t.Helper()
 	u, err := url.Parse(base)
 	if err != nil {

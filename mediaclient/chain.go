@@ -186,10 +186,38 @@ type Hop struct {
 	Err error
 }
 
+// chainRules are the rules the chain applies to the hops of the request on its way. The download
+// owns them; whoever plans a request sets them (Client.chainRules for a client download).
+type chainRules struct {
+	homeGuard    guard // the guard on hops to the download's home origin
+	awayGuard    guard // the guard on hops to any other origin
+	maxRedirects int   // redirects followed; one more is ErrTooManyRedirects
+	reResolve    bool  // a target that refuses the request is asked for again from the start
+	closeConns   bool  // connections are closed after use, so that a hop under a stricter guard never reuses one
+}
+
+// chainRules returns the rules of a client download: the homeserver's class is learned and other
+// origins are checked against it, unless Options.AllowPrivateRedirects turns the guard off.
+func (c *Client) chainRules() chainRules {
+	r := chainRules{homeGuard: guardHome, awayGuard: guardRelative, maxRedirects: c.maxRedirects, reResolve: true}
+	if c.opts.AllowPrivateRedirects {
+		r.homeGuard, r.awayGuard = guardNone, guardNone
+	}
+	return r
+}
+
+// guardFor returns the guard for a hop to o.
+func (d *download) guardFor(o origin) guard {
+	if o == d.home {
+		return d.rules.homeGuard
+	}
+	return d.rules.awayGuard
+}
+
 // RoundTrip runs one whole redirect chain for req, which must be addressed to the homeserver: it is
 // the transport of the download's go-retryablehttp client, which starts it again at the homeserver
 // on every retry, since redirect targets are often short-lived signed URLs. Credentials go only to the
-// homeserver's exact origin, and only until the chain has left it.
+// homeserver's exact origin (the download's home), and only until the chain has left it.
 func (d *download) RoundTrip(req *http.Request) (*http.Response, error) {
 	c := d.c
 	ctx := req.Context()
@@ -214,7 +242,7 @@ func (d *download) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	for {
 		o := originOf(cur)
-		if o != c.home {
+		if o != d.home {
 			left = true
 		}
 		d.fromHome = !left
@@ -227,12 +255,15 @@ func (d *download) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 		}
 		delete(hopReq.Header, "Referer")
+		if d.rules.closeConns {
+			hopReq.Close = true
+		}
 		hop := Hop{Step: step, Attempt: d.attempt, Method: hopReq.Method, Origin: o.String(), Path: cur.EscapedPath(), Credentials: creds && c.hasCredentials(hopReq.Header)}
-		hopReq, err := c.guardHop(hopReq, o == c.home, guard)
+		hopReq, err := c.guardHop(hopReq, d.guardFor(o), guard)
 		var resp *http.Response
 		if err == nil {
 			wait := time.Duration(0)
-			if o == c.home {
+			if o == d.home {
 				wait = d.serverWait
 			}
 			resp, err = c.exchange(hopReq, wait)
@@ -260,7 +291,7 @@ func (d *download) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, err
 		}
-		if left && !reResolved && reResolveStatus(resp.StatusCode) {
+		if left && !reResolved && d.rules.reResolve && reResolveStatus(resp.StatusCode) {
 			// A stale or refused target URL: ask the homeserver once more for a fresh one.
 			c.debug(ctx, "re-resolving through the homeserver", "status", resp.StatusCode, "origin", o.String())
 			drain(resp)
@@ -274,9 +305,9 @@ func (d *download) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			return resp, nil
 		}
-		if redirects >= c.maxRedirects {
+		if redirects >= d.rules.maxRedirects {
 			drain(resp)
-			return nil, fmt.Errorf("%w (more than %d)", ErrTooManyRedirects, c.maxRedirects)
+			return nil, fmt.Errorf("%w (more than %d)", ErrTooManyRedirects, d.rules.maxRedirects)
 		}
 		next, err := resolveLocation(cur, resp.Header.Values("Location"))
 		if name := filename.FromContentDisposition(resp.Header.Get("Content-Disposition")); name != "" {
@@ -290,7 +321,7 @@ func (d *download) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, &RedirectError{Reason: "https to http downgrade", Location: redactURL(next)}
 		}
 		if allPermanent && resp.StatusCode == http.StatusPermanentRedirect && key != "" {
-			permanent = &cachedTarget{url: next, left: left || originOf(next) != c.home}
+			permanent = &cachedTarget{url: next, left: left || originOf(next) != d.home}
 		} else {
 			allPermanent = false
 		}

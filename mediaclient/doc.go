@@ -17,6 +17,11 @@
 // of this package (ErrTooManyRedirects, ErrRedirectRefused, ErrTruncated, ErrTooLarge, …) work through
 // it. A Client is safe for concurrent use and logs nothing unless given a logger.
 //
+// Servers fetch remote media with a FederationClient: requests signed with X-Matrix (mautrix's
+// federation code), the multipart answer read with bounds, a Location part followed without
+// credentials and with the private-address guard strict.
+//
 // Specs: https://spec.matrix.org/v1.11/client-server-api/#content-repository (MSC3860 for
-// allow_redirect, MSC3916 for authenticated media).
+// allow_redirect, MSC3916 for authenticated media),
+// https://spec.matrix.org/v1.11/server-server-api/#content-repository (federation media).
 package mediaclient

@@ -169,6 +169,8 @@ type download struct {
 	fallbacks []Fallback
 
 	// The request on its way.
+	home       origin        // the origin credentials may go to: the homeserver's (or the remote server's)
+	rules      chainRules    // how the chain treats its hops
 	cacheKey   string        // key of the 308 cache for the current request
 	serverWait time.Duration // the timeout_ms the homeserver was given
 	step       Step          // why the next request goes out
@@ -184,13 +186,15 @@ type download struct {
 	fromHome    bool   // the last response came from the homeserver's origin, before the chain left it
 	disposition string // the file name a redirect answer gave, if any
 
+	fed *fedCall // the federation plan; nil for a client download (federation.go)
+
 	retry *retryablehttp.Client
 }
 
 // newDownload returns a download for r. Its context is ctx bounded by Options.Timeout; the caller
 // must call d.cancel when done with it.
 func (c *Client) newDownload(ctx context.Context, r *request) *download {
-	d := &download{c: c, r: r, step: StepRequest, trace: traceFrom(ctx)}
+	d := &download{c: c, r: r, step: StepRequest, trace: traceFrom(ctx), home: c.home, rules: c.chainRules()}
 	if c.opts.Timeout > 0 {
 		d.ctx, d.cancel = context.WithTimeout(ctx, c.opts.Timeout)
 	} else {
@@ -272,8 +276,13 @@ func (d *download) addHop(h Hop) {
 //     which the spec obliges the homeserver to answer with the bytes;
 //   - 504 M_NOT_YET_UPLOADED: asked again until Options.UploadWait has passed.
 //
+// A federation download runs its own plan instead (fedDo, in federation.go).
+//
 // The error it returns is the bare cause; callers wrap it.
 func (d *download) do(offset int64, ifRange string) (*http.Response, error) {
+	if d.fed != nil {
+		return d.fedDo(offset, ifRange)
+	}
 	c := d.c
 	var deadline time.Time
 	if c.opts.UploadWait > 0 {
@@ -374,7 +383,13 @@ func (d *download) fallback(f Fallback, cause error) {
 // send runs one request, with retries, through the redirect chain. The error it returns is the
 // bare cause.
 func (d *download) send(u string, h http.Header) (*http.Response, error) {
-	req, err := retryablehttp.NewRequestWithContext(d.ctx, http.MethodGet, u, nil)
+	return d.sendContext(d.ctx, u, h)
+}
+
+// sendContext is send with a context derived from the download's (carrying a value for the
+// transport, say).
+func (d *download) sendContext(ctx context.Context, u string, h http.Header) (*http.Response, error) {
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
 	}

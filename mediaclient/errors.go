@@ -59,6 +59,10 @@ var (
 	// ErrUnexpectedStatus: the server answered with a status the client cannot use (such as 300,
 	// 304, or 206 to a request without Range). The mautrix.HTTPError in the chain has the response.
 	ErrUnexpectedStatus = errors.New("unexpected status")
+	// ErrBadMultipart: a federation media answer is not the multipart/mixed the spec describes (no
+	// or an invalid boundary, a metadata part that is not a JSON object or is longer than 64 KiB, no
+	// media part). It is never retried.
+	ErrBadMultipart = errors.New("malformed multipart answer")
 )
 
 // MNotYetUploaded is the Matrix error for media that was created but whose bytes have not arrived

@@ -27,6 +27,10 @@ const (
 	// fresh redirect) or kept failing (5xx, resets or stalls after the retries, a loop) on media v3,
 	// so the bytes were asked for without allow_redirect.
 	FallbackTargetRefused Fallback = "redirect target refused"
+	// FallbackFederationUnrecognized: the remote server lacks the federation media endpoints (404/405
+	// M_UNRECOGNIZED), so the legacy /_matrix/media/v3 endpoint was asked with allow_remote=false, as
+	// the spec tells servers to (FederationClient only; the FederationClient remembers it for a while).
+	FallbackFederationUnrecognized Fallback = "federation media unrecognized"
 )
 
 // Step says why a request was sent.
@@ -43,8 +47,12 @@ const (
 	// StepRetry starts the chain again at the homeserver after a transient fault (the hop before it
 	// says which).
 	StepRetry Step = "retry"
-	// StepReResolve asks the homeserver for a fresh redirect after the target refused the request.
+	// StepReResolve asks the homeserver for a fresh redirect after the target refused the request
+	// (for a FederationClient: asks the remote server again for a fresh Location after the Location
+	// failed).
 	StepReResolve Step = "re-resolve"
+	// StepLocation follows the Location part of a federation media answer (FederationClient).
+	StepLocation Step = "location"
 	// StepFallback is the first request after a Fallback.
 	StepFallback Step = "fallback"
 	// StepNextRange asks for the next part of a media that the server sends in ranges (a short 206).

@@ -21,7 +21,8 @@ import (
 // through a value the redirect loop puts in each hop's context and the dialer of NewTransport reads.
 
 // ErrPrivateAddress: a redirect led to an address in a special-purpose range that the homeserver is
-// not in. The *AddressError that wraps it names the address. It also matches ErrRedirectRefused.
+// not in (for a FederationClient: to any such address, unless allowed). The *AddressError that wraps
+// it names the address. It also matches ErrRedirectRefused.
 var ErrPrivateAddress = errors.New("redirect to a private address")
 
 // AddressError says which address a redirect was refused for.
@@ -33,15 +34,22 @@ type AddressError struct {
 	// Class is the address's class: "loopback", "private", "link-local", or "special" followed by
 	// the special-purpose range it is in.
 	Class string
-	// HomeClass is the class of the homeserver's address ("public" for the internet).
+	// HomeClass is the class of the homeserver's address ("public" for the internet), or "" when
+	// Strict is set.
 	HomeClass string
+	// Strict reports that only public addresses were allowed, whatever the class of the server that
+	// named the target: the rule for a federation Location (FederationClient).
+	Strict bool
 	// AfterPublic reports that an earlier hop of the chain was on a public address, from where no
 	// step into another class is allowed.
 	AfterPublic bool
 }
 
 func (e *AddressError) Error() string {
-	if e.AfterPublic && e.Class == e.HomeClass {
+	switch {
+	case e.Strict:
+		return fmt.Sprintf("redirect refused: %s is %s, a %s address, and only public addresses are allowed", e.Host, e.Addr, e.Class)
+	case e.AfterPublic && e.Class == e.HomeClass:
 		return fmt.Sprintf("redirect refused: %s is %s, a %s address, reached from a public one", e.Host, e.Addr, e.Class)
 	}
 	return fmt.Sprintf("redirect refused: %s is %s, a %s address, and the homeserver is %s", e.Host, e.Addr, e.Class, e.HomeClass)
@@ -107,10 +115,24 @@ func specialClass(a netip.Addr) string {
 	return classPublic
 }
 
+// guard says how the private-address guard treats one hop.
+type guard int
+
+const (
+	// guardNone checks nothing: the guard is off for the hop.
+	guardNone guard = iota
+	// guardHome is a hop to the homeserver's own origin: its address class is learned, not checked.
+	guardHome
+	// guardRelative allows public addresses and those of the homeserver's class (a client redirect).
+	guardRelative
+	// guardStrict allows public addresses only (federation).
+	guardStrict
+)
+
 // hopPolicy travels in a hop's context to the dialer.
 type hopPolicy struct {
 	c     *Client
-	home  bool // the hop is to the homeserver's own origin
+	guard guard
 	host  string
 	chain *chainGuard
 }
@@ -130,12 +152,14 @@ func (p *hopPolicy) check(ctx context.Context, ap netip.AddrPort) error {
 	if cls == classPublic {
 		p.chain.public.Store(true)
 	}
-	if p.home {
+	switch {
+	case p.guard == guardHome:
 		p.c.learned.homeClass.Store(cls)
 		return nil
-	}
-	if cls == classPublic {
+	case cls == classPublic:
 		return nil
+	case p.guard == guardStrict:
+		return &AddressError{Host: p.host, Addr: ap.Addr(), Class: cls, Strict: true}
 	}
 	home := p.c.homeClass(ctx)
 	if cls == home && !p.chain.public.Load() {
@@ -193,12 +217,15 @@ func guardControl(ctx context.Context, network, address string, _ syscall.RawCon
 // dialer — the target's name is resolved and checked here first (an address literal always is), and
 // the guard fails closed: a name that does not resolve here is refused, since the proxy may resolve
 // it to anything. What stays open there is a name that resolves differently for the proxy than here
-// (DNS rebinding between the two look-ups); AllowPrivateRedirects documents it.
-func (c *Client) guardHop(req *http.Request, home bool, chain *chainGuard) (*http.Request, error) {
-	if c.opts.AllowPrivateRedirects {
+// (DNS rebinding between the two look-ups); AllowPrivateRedirects documents it. g says which rule
+// applies to the hop; the chain's rules choose it (download.guardFor). chain is what the guard
+// learned along the redirect chain so far.
+func (c *Client) guardHop(req *http.Request, g guard, chain *chainGuard) (*http.Request, error) {
+	if g == guardNone {
 		return req, nil
 	}
-	p := &hopPolicy{c: c, home: home, host: req.URL.Hostname(), chain: chain}
+	host, port := dialTarget(req.Context(), req.URL) // the URL's, or where server discovery said to connect
+	p := &hopPolicy{c: c, guard: g, host: host, chain: chain}
 	viaProxy := false
 	if t, ok := c.transport.(*http.Transport); ok && t.Proxy != nil {
 		if u, err := t.Proxy(req); err == nil && u != nil {
@@ -208,10 +235,9 @@ func (c *Client) guardHop(req *http.Request, home bool, chain *chainGuard) (*htt
 	if !viaProxy {
 		req = req.WithContext(context.WithValue(req.Context(), policyKey{}, p))
 	}
-	if home {
+	if g == guardHome {
 		return req, nil
 	}
-	port := urlPort(req.URL)
 	if a, err := netip.ParseAddr(p.host); err == nil {
 		return req, p.check(req.Context(), netip.AddrPortFrom(a, port))
 	}

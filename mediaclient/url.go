@@ -155,7 +155,22 @@ func (c *Client) buildURL(r *request, api API, allowRedirect bool, timeoutMS int
 	}
 	u.Path, _ = url.PathUnescape(raw)
 	u.RawPath = raw
-	// Parameters in the order matrix-js-sdk uses, so that caches keyed on the URL agree.
+	q := r.params()
+	if allowRedirect {
+		q = append(q, "allow_redirect=true")
+	}
+	if timeoutMS > 0 {
+		q = append(q, "timeout_ms="+strconv.FormatInt(timeoutMS, 10))
+	}
+	u.RawQuery = strings.Join(q, "&")
+	return &u
+}
+
+// params returns the query parameters of r that every endpoint shares, escaped: the thumbnail's
+// size, method and animation, then the caller's extra ones but those the client sets itself
+// (allow_redirect, timeout_ms). They come in the order matrix-js-sdk uses, so that
+// caches keyed on the URL agree.
+func (r *request) params() []string {
 	var q []string
 	if t := r.thumbnail; t != nil {
 		q = append(q, "width="+strconv.Itoa(t.Width), "height="+strconv.Itoa(t.Height))
@@ -179,12 +194,5 @@ func (c *Client) buildURL(r *request, api API, allowRedirect bool, timeoutMS int
 			q = append(q, url.QueryEscape(k)+"="+url.QueryEscape(v))
 		}
 	}
-	if allowRedirect {
-		q = append(q, "allow_redirect=true")
-	}
-	if timeoutMS > 0 {
-		q = append(q, "timeout_ms="+strconv.FormatInt(timeoutMS, 10))
-	}
-	u.RawQuery = strings.Join(q, "&")
-	return &u
+	return q
 }

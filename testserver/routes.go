@@ -51,6 +51,7 @@ func (s *Server) handler(useTLS bool) http.Handler {
 		mux.HandleFunc("GET "+p.prefix+"thumbnail/{serverName}/{mediaID}", s.download(p.v1, true))
 	}
 	mux.HandleFunc("GET "+cdnPrefix+"{kind}/{serverName}/{mediaID}", s.cdn)
+	s.federationRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		mautrix.MUnrecognized.WithMessage("Unrecognized request").Write(w)
 	})

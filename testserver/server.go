@@ -91,6 +91,8 @@ type Server struct {
 
 	inflight sync.WaitGroup // handlers running; Add only under mu while !closed
 
+	fed fedState // the federation endpoints (federation.go)
+
 	mu       sync.Mutex
 	behavior *behaviorState
 	media    map[string]*Media

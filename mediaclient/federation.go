@@ -1,0 +1,361 @@
+package mediaclient
+
+// This file holds the FederationClient: a server fetching a remote server's media over federation,
+// /_matrix/federation/v1/media/download and /thumbnail (spec v1.11). Its requests are signed with
+// X-Matrix by mautrix's federation code, the remote server is found by Matrix server discovery, and
+// one call is a download (download.go) whose plan is federation_download.go: the multipart answer
+// (federation_multipart.go), its Location part followed through the same chain, guard, resuming
+// body and limits as a client download, with the private-address guard strict.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"maunium.net/go/mautrix/federation"
+	"maunium.net/go/mautrix/id"
+)
+
+// APIFederation is the endpoint family of media fetched over federation (Media.API of a
+// FederationClient download). It is not a value for Options.API.
+const APIFederation API = "federation"
+
+// federationBase is the base URL of a FederationClient's engine Client, which has no homeserver:
+// every call sets the remote server's origin as its own home. The .invalid name never resolves, so
+// nothing can reach it by mistake.
+const federationBase = "https://federation.invalid"
+
+// Bounds of the federation download.
+const (
+	// unrecognizedFor is how long a remote server that lacks the federation media endpoints is asked
+	// on the legacy endpoint straight away.
+	unrecognizedFor = time.Hour
+	// unrecognizedServers bounds how many such servers are remembered.
+	unrecognizedServers = 1024
+)
+
+// FederationOptions configures a FederationClient. It is copied by NewFederationClient.
+type FederationOptions struct {
+	// ServerName is this server's name: the origin of the signed requests. Required.
+	ServerName string
+	// Key is this server's signing key (federation.ParseSynapseKey reads Synapse's signing.key
+	// format). Required.
+	Key *federation.SigningKey
+	// ResolveServer finds a remote server from its name. It returns, as mautrix's
+	// federation.ResolveServerName does, the Host to address (HostHeader, with or without a port)
+	// and the addresses to connect to (IPPort, the first is used). Requests go to
+	// https://<HostHeader's host>:<IPPort's port>, and connect to IPPort's host when it differs (an
+	// SRV target). nil means Matrix server discovery (federation.ResolveServerName, with its
+	// .well-known request made under this client's address guard), cached as long as the result says.
+	ResolveServer func(ctx context.Context, serverName string) (*federation.ResolvedServerName, error)
+	// AllowPrivateServers lets the remote server itself be on a loopback, private, link-local or
+	// other special-purpose address. By default such a server is refused, as Synapse's
+	// federation_ip_range_blacklist and mautrix's DefaultAllowIP do: a server name in an mxc URI is
+	// chosen by whoever sent it. With it set, the remote server's connections are not reused.
+	AllowPrivateServers bool
+	// AllowPrivateLocations lets a Location part (and the redirects after it) lead to such an
+	// address. By default a Location may only reach public addresses, whatever the class of the
+	// remote server: on a server, a Location is a request the remote server makes this server send.
+	AllowPrivateLocations bool
+	// Options holds the transfer settings a FederationClient shares with Client: UserAgent,
+	// MaxRedirects (for the chain after a Location), AllowInsecureRedirects, MaxRetries, the retry
+	// waits, MaxSize, DisableResume, ServerUploadWait (sent as timeout_ms), the timeouts, Transport
+	// and Logger. A nil Transport means NewFederationTransport(). HomeserverURL, AccessToken, API,
+	// AllowPrivateRedirects, Header, CredentialHeaders and UploadWait have no meaning here and must be
+	// zero; the redirect parameter and cache settings are ignored.
+	Options Options
+}
+
+// FederationClient downloads media from other Matrix servers over federation, as a homeserver (or
+// a media repository) does. It is safe for concurrent use.
+//
+// A download asks the remote server's federation media endpoint with a signed request and reads
+// its multipart/mixed answer: a JSON metadata part (at most 64 KiB), then either the media's bytes,
+// streamed as they arrive, or a part with a Location header. A Location is followed under the
+// rules of a client redirect (http or https only, no userinfo, https→http refused, a bounded chain)
+// without any credential, with the private-address guard strict (see AllowPrivateLocations); when
+// it fails, the remote server is asked once more, since the spec says a Location must not be cached.
+// A remote server that lacks the endpoint (404 M_UNRECOGNIZED) is asked on the legacy
+// /_matrix/media/v3 endpoint with allow_remote=false instead. Bodies are resumed and stall-checked
+// as a Client's are, and the size limit holds for both answer forms.
+//
+// Every error is an *Error, as a Client's.
+//
+// See https://spec.matrix.org/v1.11/server-server-api/#content-repository and, for the signed
+// request, https://spec.matrix.org/v1.11/server-server-api/#request-authentication.
+type FederationClient struct {
+	c                   *Client // the engine: options, transport, retry policy, guard
+	serverName          string
+	key                 *federation.SigningKey
+	resolve             func(ctx context.Context, serverName string) (*federation.ResolvedServerName, error)
+	serverGuard         guard // the guard on the remote server's own origin
+	locationGuard       guard // the guard on a Location and every origin after it
+	closeServerConns    bool  // connections to remote servers are not reused (they may be private)
+	unrecognized        *lru.Cache[string, time.Time]
+	resolutions         *federation.InMemoryCache // discovery results, when ResolveServer is nil
+	wellKnownHTTPClient *http.Client
+}
+
+// NewFederationClient checks opts and returns a FederationClient.
+func NewFederationClient(opts FederationOptions) (*FederationClient, error) {
+	fail := func(format string, args ...any) (*FederationClient, error) {
+		return nil, &Error{Op: "new", Err: fmt.Errorf("%w: "+format, append([]any{ErrInvalidArgument}, args...)...)}
+	}
+	if err := validServerName(opts.ServerName); err != nil {
+		return fail("server name %q: %v", truncateForError(opts.ServerName), err)
+	}
+	if opts.Key == nil || len(opts.Key.Priv) != 64 || opts.Key.ID == "" {
+		return fail("no signing key")
+	}
+	o := opts.Options
+	switch {
+	case o.HomeserverURL != "", o.AccessToken != "", o.API != "":
+		return fail("HomeserverURL, AccessToken and API do not apply to federation")
+	case o.AllowPrivateRedirects:
+		return fail("AllowPrivateRedirects does not apply to federation (see AllowPrivateLocations)")
+	case o.Header != nil, o.CredentialHeaders != nil:
+		return fail("Header and CredentialHeaders do not apply to federation")
+	case o.UploadWait != 0:
+		return fail("UploadWait does not apply to federation")
+	}
+	o.HomeserverURL = federationBase
+	o.RedirectCacheSize = -1 // a Location is not to be cached, nor anything after it
+	own := o.Transport == nil
+	if own {
+		o.Transport = NewFederationTransport()
+	}
+	c, err := New(o)
+	if err != nil {
+		return nil, err
+	}
+	// NewFederationTransport's dialer checks every address it connects to, as NewTransport's does.
+	c.ownTransport = own
+	f := &FederationClient{
+		c:             c,
+		serverName:    opts.ServerName,
+		key:           opts.Key,
+		resolve:       opts.ResolveServer,
+		serverGuard:   guardStrict,
+		locationGuard: guardStrict,
+	}
+	if opts.AllowPrivateServers {
+		f.serverGuard, f.closeServerConns = guardNone, true
+	}
+	if opts.AllowPrivateLocations {
+		f.locationGuard = guardNone
+	}
+	f.unrecognized, _ = lru.New[string, time.Time](unrecognizedServers)
+	if f.resolve == nil {
+		f.resolutions = federation.NewInMemoryCache()
+		f.wellKnownHTTPClient = &http.Client{Transport: wellKnownTransport{f}}
+		f.resolve = f.discover
+	}
+	return f, nil
+}
+
+// NewFederationTransport returns the transport a FederationClient uses when Options.Transport is
+// nil: NewTransport's (HTTP/1.1, a large pool, the guard in its dialer) without a proxy, whose
+// dialer connects to the address server discovery found when it differs from the host in the URL
+// (an SRV target). Set its TLSClientConfig to trust a private CA, and pass it as Options.Transport.
+func NewFederationTransport() *http.Transport {
+	t := NewTransport()
+	t.Proxy = nil
+	dial := t.DialContext
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if o, ok := ctx.Value(dialOverrideKey{}).(*dialOverride); ok && strings.EqualFold(addr, o.from) {
+			addr = o.to
+		}
+		return dial(ctx, network, addr)
+	}
+	return t
+}
+
+// dialOverride tells NewFederationTransport's dialer to connect to another address than the URL's.
+type dialOverride struct {
+	from string // host:port as in the URL
+	to   string // host:port to connect to
+}
+
+type dialOverrideKey struct{}
+
+// dialTarget returns the host and port a request to u connects to: the URL's, or a dial override's.
+func dialTarget(ctx context.Context, u *url.URL) (string, uint16) {
+	if o, ok := ctx.Value(dialOverrideKey{}).(*dialOverride); ok && strings.EqualFold(u.Host, o.from) {
+		if host, port, err := net.SplitHostPort(o.to); err == nil {
+			if n, err := strconv.ParseUint(port, 10, 16); err == nil {
+				return host, uint16(n)
+			}
+		}
+	}
+	return u.Hostname(), urlPort(u)
+}
+
+// Download fetches a media item of the remote server uri.Homeserver over federation. At most one
+// DownloadOptions may be given; FileName does not apply (the federation endpoint has no such form).
+// The caller must Close the returned Media.
+func (f *FederationClient) Download(ctx context.Context, uri id.ContentURI, opts ...DownloadOptions) (*Media, error) {
+	r, err := f.c.downloadRequest(uri, opts)
+	if err != nil {
+		return nil, err
+	}
+	if r.fileName != "" {
+		return nil, &Error{Op: "download", URI: uri.String(), Err: fmt.Errorf("%w: federation downloads take no file name", ErrInvalidArgument)}
+	}
+	return f.start(ctx, r)
+}
+
+// Thumbnail fetches a thumbnail of a remote server's media item over federation. The caller must
+// Close the returned Media.
+func (f *FederationClient) Thumbnail(ctx context.Context, uri id.ContentURI, opts ThumbnailOptions) (*Media, error) {
+	r, err := f.c.thumbnailRequest(uri, opts)
+	if err != nil {
+		return nil, err
+	}
+	return f.start(ctx, r)
+}
+
+// ServerName returns the name this client signs its requests with.
+func (f *FederationClient) ServerName() string { return f.serverName }
+
+// CloseIdleConnections closes the idle connections of the transport, when it has such a method.
+func (f *FederationClient) CloseIdleConnections() { f.c.CloseIdleConnections() }
+
+// FederationMetadata returns the JSON object of the metadata part of a federation answer (the spec
+// defines no field in it yet), or nil for a client download or a legacy answer.
+func (m *Media) FederationMetadata() json.RawMessage {
+	if m.d.fed == nil || m.d.fed.meta == nil {
+		return nil
+	}
+	return append(json.RawMessage(nil), m.d.fed.meta...)
+}
+
+// start runs a federation call up to its first successful answer.
+func (f *FederationClient) start(ctx context.Context, r *request) (*Media, error) {
+	d := f.c.newDownload(ctx, r)
+	fc, err := f.plan(d.ctx, r.uri.Homeserver)
+	if err != nil {
+		d.cancel()
+		return nil, d.fail(err)
+	}
+	d.fed, d.home, d.api = fc, originOf(fc.base), APIFederation
+	if fc.legacy {
+		d.api = APIV3
+	}
+	resp, err := d.do(r.offset, r.ifRange)
+	if err != nil {
+		d.cancel()
+		return nil, d.fail(err)
+	}
+	m, err := newMedia(d, resp)
+	if err != nil {
+		d.cancel()
+		return nil, d.fail(err)
+	}
+	return m, nil
+}
+
+// plan finds the remote server and returns the federation plan of a call to it.
+func (f *FederationClient) plan(ctx context.Context, serverName string) (*fedCall, error) {
+	res, err := f.resolve(ctx, serverName)
+	if err != nil {
+		return nil, fmt.Errorf("finding server %q: %w", serverName, err)
+	}
+	base, dial, err := resolvedBase(res)
+	if err != nil {
+		return nil, fmt.Errorf("finding server %q: %w", serverName, err)
+	}
+	fc := &fedCall{f: f, dest: serverName, base: base, dial: dial}
+	if t, ok := f.unrecognized.Get(serverName); ok {
+		if time.Since(t) < unrecognizedFor {
+			fc.legacy = true
+		} else {
+			f.unrecognized.Remove(serverName)
+		}
+	}
+	return fc, nil
+}
+
+// resolvedBase turns a discovery result into the base URL of the remote server's federation API and,
+// when the address to connect to is on another host, the dial override that reaches it.
+func resolvedBase(res *federation.ResolvedServerName) (*url.URL, *dialOverride, error) {
+	if res == nil || len(res.IPPort) == 0 {
+		return nil, nil, fmt.Errorf("%w: server discovery gave no address", ErrInvalidArgument)
+	}
+	hh, err := url.Parse("https://" + res.HostHeader)
+	if err != nil || hh.Hostname() == "" || hh.User != nil || (hh.Path != "" && hh.Path != "/") || hh.RawQuery != "" {
+		return nil, nil, fmt.Errorf("%w: server discovery gave the host %q", ErrInvalidArgument, truncateForError(res.HostHeader))
+	}
+	th, tp, err := net.SplitHostPort(res.IPPort[0])
+	if err != nil || th == "" {
+		return nil, nil, fmt.Errorf("%w: server discovery gave the address %q", ErrInvalidArgument, truncateForError(res.IPPort[0]))
+	}
+	if n, err := strconv.ParseUint(tp, 10, 16); err != nil || n == 0 {
+		return nil, nil, fmt.Errorf("%w: server discovery gave the port %q", ErrInvalidArgument, tp)
+	}
+	host := strings.ToLower(hh.Hostname())
+	base := &url.URL{Scheme: "https", Host: net.JoinHostPort(host, tp)}
+	var dial *dialOverride
+	if !strings.EqualFold(strings.TrimSuffix(th, "."), strings.TrimSuffix(host, ".")) {
+		dial = &dialOverride{from: base.Host, to: res.IPPort[0]}
+	}
+	return base, dial, nil
+}
+
+// discover is the default ResolveServer: Matrix server discovery, cached.
+func (f *FederationClient) discover(ctx context.Context, serverName string) (*federation.ResolvedServerName, error) {
+	if res, _ := f.resolutions.LoadResolution(ctx, serverName); res != nil {
+		return res, nil
+	}
+	res, err := federation.ResolveServerName(ctx, serverName, &federation.ResolveServerNameOpts{HTTPClient: f.wellKnownHTTPClient})
+	if err != nil {
+		return nil, err
+	}
+	f.resolutions.StoreResolution(ctx, res)
+	return res, nil
+}
+
+// wellKnownTransport carries the .well-known requests of server discovery: through the client's
+// transport and timeouts, under the remote servers' address guard.
+type wellKnownTransport struct{ f *FederationClient }
+
+func (t wellKnownTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	c := t.f.c
+	req = req.Clone(req.Context()) // a RoundTripper leaves the caller's request alone
+	req, err := c.guardHop(req, t.f.serverGuard, &chainGuard{})
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("User-Agent", c.opts.UserAgent)
+	return c.exchange(req, 0)
+}
+
+// authorization returns the X-Matrix Authorization header of a GET for requestURI (path and query)
+// on the server dest, signed with mautrix's canonical JSON signing as the spec's request
+// authentication describes.
+func (f *FederationClient) authorization(dest, requestURI string) (string, error) {
+	sig, err := f.key.SignJSON(signedRequest{Method: http.MethodGet, URI: requestURI, Origin: f.serverName, Destination: dest})
+	if err != nil {
+		return "", fmt.Errorf("signing the request: %w", err)
+	}
+	return federation.XMatrixAuth{Origin: f.serverName, Destination: dest, KeyID: f.key.ID, Signature: sig}.String(), nil
+}
+
+// signedRequest is the JSON object an X-Matrix signature covers (a GET has no content).
+type signedRequest struct {
+	Method      string `json:"method"`
+	URI         string `json:"uri"`
+	Origin      string `json:"origin"`
+	Destination string `json:"destination"`
+}
+
+// rememberUnrecognized notes that a remote server lacks the federation media endpoints.
+func (f *FederationClient) rememberUnrecognized(serverName string) {
+	f.unrecognized.Add(serverName, time.Now())
+}

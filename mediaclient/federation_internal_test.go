@@ -1,0 +1,145 @@
+package mediaclient
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"maunium.net/go/mautrix/federation"
+)
+
+func TestResolvedBase(t *testing.T) {
+	for _, tc := range []struct {
+		hostHeader, ipPort string
+		base, from, to     string // from and to empty: no dial override
+		bad                bool
+	}{
+		{hostHeader: "example.org", ipPort: "example.org:8448", base: "https://example.org:8448"},
+		{hostHeader: "Example.ORG:8448", ipPort: "example.org:8448", base: "https://example.org:8448"},
+		{hostHeader: "matrix.example.org:443", ipPort: "matrix.example.org:443", base: "https://matrix.example.org:443"},
+		{hostHeader: "example.org", ipPort: "matrix-fed.example.net.:8443", base: "https://example.org:8443", from: "example.org:8443", to: "matrix-fed.example.net.:8443"},
+		{hostHeader: "1.2.3.4", ipPort: "1.2.3.4:8448", base: "https://1.2.3.4:8448"},
+		{hostHeader: "[2001:db8::1]:8448", ipPort: "[2001:db8::1]:8448", base: "https://[2001:db8::1]:8448"},
+		{hostHeader: "example.org", ipPort: "example.org", bad: true},
+		{hostHeader: "example.org", ipPort: "example.org:0", bad: true},
+		{hostHeader: "user@example.org", ipPort: "example.org:8448", bad: true},
+		{hostHeader: "example.org/path", ipPort: "example.org:8448", bad: true},
+		{hostHeader: "", ipPort: "example.org:8448", bad: true},
+	} {
+		base, dial, err := resolvedBase(&federation.ResolvedServerName{HostHeader: tc.hostHeader, IPPort: []string{tc.ipPort}})
+		if tc.bad {
+			if !errors.Is(err, ErrInvalidArgument) {
+				t.Errorf("%q %q: err = %v; want ErrInvalidArgument", tc.hostHeader, tc.ipPort, err)
+			}
+			continue
+		}
+		if err != nil || base.String() != tc.base {
+			t.Errorf("%q %q: base %v, %v; want %s", tc.hostHeader, tc.ipPort, base, err, tc.base)
+			continue
+		}
+		var from, to string
+		if dial != nil {
+			from, to = dial.from, dial.to
+		}
+		if from != tc.from || to != tc.to {
+			t.Errorf("%q %q: dial override %q → %q; want %q → %q", tc.hostHeader, tc.ipPort, from, to, tc.from, tc.to)
+		}
+	}
+	if _, _, err := resolvedBase(&federation.ResolvedServerName{HostHeader: "example.org"}); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("no address: err = %v", err)
+	}
+}
+
+func TestValidBoundary(t *testing.T) {
+	for b, want := range map[string]bool{
+		"simple": true, "a'()+_,-./:=? b": true, strings.Repeat("x", 70): true,
+		"": false, strings.Repeat("x", 71): false, "ends with space ": false, "semi;colon": false,
+		"quote\"": false, "new\nline": false, "ünïcode": false,
+	} {
+		if got := validBoundary(b); got != want {
+			t.Errorf("validBoundary(%q) = %t; want %t", b, got, want)
+		}
+	}
+}
+
+// answer builds a federation answer with the given Content-Type and body.
+func answer(ct string, body []byte) *http.Response {
+	return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {ct}}, Body: io.NopCloser(bytes.NewReader(body)), ContentLength: -1}
+}
+
+func TestReadMultipart(t *testing.T) {
+	const ct = "multipart/mixed; boundary=b0undary"
+	for _, tc := range []struct {
+		name, body string
+		inline     string // the media part's bytes, for an inline answer
+		location   string
+		bad        bool
+	}{
+		{name: "inline", body: "--b0undary\r\nContent-Type: application/json\r\n\r\n{}\r\n--b0undary\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b0undary--\r\n", inline: "hello"},
+		{name: "inline without closing delimiter", body: "--b0undary\r\n\r\n{\"a\":1}\r\n--b0undary\r\n\r\nhello\r\n--b0undary", inline: "hello"},
+		{name: "preamble", body: "ignored\r\n--b0undary\r\n\r\n {} \r\n--b0undary\r\n\r\nhi\r\n--b0undary--", inline: "hi"},
+		{name: "location", body: "--b0undary\r\nContent-Type: application/json\r\n\r\n{}\r\n--b0undary\r\nLocation: https://cdn.example/x\r\n\r\n\r\n--b0undary--\r\n", location: "https://cdn.example/x"},
+		{name: "metadata not an object", body: "--b0undary\r\n\r\n[]\r\n--b0undary\r\n\r\nhi\r\n--b0undary--", bad: true},
+		{name: "metadata not JSON", body: "--b0undary\r\n\r\n{nope\r\n--b0undary\r\n\r\nhi\r\n--b0undary--", bad: true},
+		{name: "metadata of another type", body: "--b0undary\r\nContent-Type: text/plain\r\n\r\n{}\r\n--b0undary\r\n\r\nhi\r\n--b0undary--", bad: true},
+		{name: "no media part", body: "--b0undary\r\n\r\n{}\r\n--b0undary--\r\n", bad: true},
+		{name: "empty", body: "", bad: true},
+		{name: "endless preamble", body: strings.Repeat("x", maxAnswerHead+10), bad: true},
+		{name: "media part with a bad length", body: "--b0undary\r\n\r\n{}\r\n--b0undary\r\nContent-Length: -3\r\n\r\nhi\r\n--b0undary--", bad: true},
+	} {
+		ans, err := readMultipart(answer(ct, []byte(tc.body)), 0)
+		switch {
+		case tc.bad:
+			if !errors.Is(err, ErrBadMultipart) {
+				t.Errorf("%s: err = %v; want ErrBadMultipart", tc.name, err)
+			}
+		case err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.location != "":
+			if ans.inline != nil || len(ans.location) != 1 || ans.location[0] != tc.location {
+				t.Errorf("%s: location %q", tc.name, ans.location)
+			}
+		default:
+			got, err := io.ReadAll(ans.inline.Body)
+			if err != nil || string(got) != tc.inline {
+				t.Errorf("%s: media %q, %v", tc.name, got, err)
+			}
+		}
+	}
+	// A media part cut short is a break, not a clean end.
+	ans, err := readMultipart(answer(ct, []byte("--b0undary\r\n\r\n{}\r\n--b0undary\r\n\r\nhello, wor")), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(ans.inline.Body); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("cut media part: err = %v; want io.ErrUnexpectedEOF", err)
+	}
+}
+
+func FuzzReadMultipart(f *testing.F) {
+	f.Add("multipart/mixed; boundary=b", []byte("--b\r\n\r\n{}\r\n--b\r\n\r\nhello\r\n--b--\r\n"))
+	f.Add("multipart/mixed; boundary=b", []byte("--b\r\n\r\n{}\r\n--b\r\nLocation: /x\r\n\r\n--b--\r\n"))
+	f.Add("multipart/mixed", []byte("--b\r\n\r\n{}\r\n"))
+	f.Add(`multipart/mixed; boundary="a b"`, []byte("--a b\r\nContent-Length: 2\r\n\r\n{}\r\n--a b\r\nContent-Length: 5\r\n\r\nhello\r\n--a b--"))
+	f.Fuzz(func(t *testing.T, ct string, body []byte) {
+		ans, err := readMultipart(answer(ct, body), 0)
+		if err != nil {
+			return
+		}
+		if len(ans.meta) == 0 || ans.meta[0] != '{' {
+			t.Fatalf("accepted metadata %q", ans.meta)
+		}
+		if ans.inline != nil {
+			n, _ := io.Copy(io.Discard, ans.inline.Body)
+			if n > int64(len(body)) {
+				t.Fatalf("read %d bytes from a body of %d", n, len(body))
+			}
+			ans.inline.Body.Close()
+		} else if len(ans.location) == 0 {
+			t.Fatal("neither media nor Location")
+		}
+	})
+}
