@@ -74,11 +74,12 @@ var conditionalHeaders = []string{"Range", "If-Range", "If-Match", "If-None-Matc
 // when it is rejected, retry the whole chain from the homeserver when a signed URL expires, resume a
 // body through a fresh chain, or check where a redirect dials. Below the http.Client is the one
 // place every mautrix call passes. Nothing of the http.Client's is bypassed that matters to the
-// caller: its redirect policy never runs because no 3xx reaches it, its Jar still gets the
-// homeserver's cookies and adds its own to the homeserver request only (Cookie is a credential), and
-// its Timeout still bounds each whole exchange, body included (mautrix sets 180 s; a download longer
-// than that is cut off, with or without the transport). mautrix's own retries (DefaultHTTPRetries, 4
-// for an appservice) run on top of the transport's: set Options.MaxRetries to -1 to leave them to
+// caller: its redirect policy never runs because no 3xx reaches it; its Jar adds its cookies to the
+// homeserver request only (Cookie is a credential) and learns those of a final answer from the
+// homeserver (not those set on a redirect answer, which the chain reads and drains); its Timeout still
+// bounds each whole exchange, body included (mautrix sets 180 s: a download longer than that is cut
+// off, with or without the transport). mautrix's own retries (DefaultHTTPRetries, 4 in
+// appservice.Create) run on top of the transport's: set Options.MaxRetries to -1 to leave them to
 // mautrix alone.
 //
 // State has one owner each. The MediaTransport holds the wrapped transports and a bounded cache of
@@ -86,7 +87,9 @@ var conditionalHeaders = []string{"Range", "If-Range", "If-Match", "If-None-Matc
 // request. Each Client holds what every download from its homeserver shares: what it learned (the
 // parameter rejected, the homeserver's address class) and the 308 cache, whose entries are kept
 // apart by the credentials they were made with. Each request's credentials live in its own download
-// only. A MediaTransport is safe for concurrent use.
+// only. A Client per homeserver rather than one per request, so that what one download learns (a
+// rejected parameter costs a round trip; a 308 target saves one) serves the next. A MediaTransport is
+// safe for concurrent use.
 type MediaTransport struct {
 	base     http.RoundTripper // every request that is not a media download, untouched
 	media    http.RoundTripper // the hops of media downloads
