@@ -221,7 +221,10 @@ func (c *Client) newDownload(ctx context.Context, r *request) *download {
 // start runs a call up to its first successful answer and returns the Media that streams it.
 func (c *Client) start(ctx context.Context, r *request) (*Media, error) {
 	d := c.newDownload(ctx, r)
-	api := c.api(d.ctx) // within the call's deadline; /versions is not a hop of the download
+	api := r.api
+	if api == "" {
+		api = c.api(d.ctx) // within the call's deadline; /versions is not a hop of the download
+	}
 	d.api, d.param = api, c.sendParam(api)
 	resp, err := d.do(r.offset, r.ifRange)
 	if err != nil {
@@ -284,6 +287,10 @@ func (d *download) do(offset int64, ifRange string) (*http.Response, error) {
 		return d.fedDo(offset, ifRange)
 	}
 	c := d.c
+	configured := c.opts.API
+	if d.r.api != "" {
+		configured = d.r.api // a family fixed by the caller never falls back
+	}
 	var deadline time.Time
 	if c.opts.UploadWait > 0 {
 		deadline = time.Now().Add(c.opts.UploadWait)
@@ -292,14 +299,19 @@ func (d *download) do(offset int64, ifRange string) (*http.Response, error) {
 		ms := c.timeoutMS(deadline)
 		d.serverWait = time.Duration(ms) * time.Millisecond
 		u := c.buildURL(d.r, d.api, d.param, ms).String()
-		h := c.header()
+		var h http.Header
+		if d.r.header != nil {
+			h = d.r.header.Clone()
+		} else {
+			h = c.header()
+		}
 		if offset > 0 {
 			h.Set("Range", "bytes="+strconv.FormatInt(offset, 10)+"-")
 			if ifRange != "" {
 				h.Set("If-Range", ifRange)
 			}
 		}
-		d.cacheKey = string(d.api) + " " + u
+		d.cacheKey = string(d.api) + " " + u + d.r.scope
 		d.from = offset
 		resp, err := d.send(u, h)
 		if err != nil {
@@ -332,7 +344,7 @@ func (d *download) do(offset int64, ifRange string) (*http.Response, error) {
 			c.learned.paramRejected.Store(true)
 		}
 		d.probing = false
-		switch next := decide(d.api, c.opts.API, d.param, fromHome, status, code); {
+		switch next := decide(d.api, configured, d.param, fromHome, status, code); {
 		case next == FallbackV1Unrecognized:
 			c.learned.noV1.Store(true)
 			d.api, d.param = APIV3, c.sendParam(APIV3)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -128,6 +129,12 @@ type request struct {
 	offset    int64      // start the body here (Range)
 	ifRange   string     // only if the media still has this validator (If-Range)
 	limit     int64      // the size limit, 0 for none
+
+	// Set by MediaTransport, which downloads for requests it was given; zero for the Client's own
+	// calls.
+	api    API         // the endpoint family, fixed: it never falls back ("" lets the Client choose)
+	header http.Header // the headers of the homeserver request, credentials included (nil: the Client's)
+	scope  string      // keeps apart the 308 cache entries of calls made with different credentials
 }
 
 // op names the operation for errors.

@@ -22,7 +22,7 @@ import (
 )
 
 // The clients, in the order they run within a round (the order rotates every round).
-var allClients = []string{"mxfetch-lib", "mxfetch-cli", "mautrix", "net/http", "curl"}
+var allClients = []string{"mxfetch-lib", "mxfetch-cli", "mautrix", "mautrix+transport", "net/http", "curl"}
 
 func allClientNames() string { return strings.Join(allClients, ", ") }
 
@@ -264,7 +264,7 @@ func measure(ctx context.Context, cfg *config, e *env, self, client, sc string) 
 		passes = 2
 	}
 	outDir := filepath.Join(e.dir, "out-"+strings.ReplaceAll(client, "/", "-"))
-	inProcess := client == "mxfetch-lib" || client == "mautrix" || client == "net/http"
+	inProcess := client == "mxfetch-lib" || client == "mautrix" || client == "mautrix+transport" || client == "net/http"
 	runs := passes
 	if inProcess {
 		runs = 1
@@ -276,8 +276,8 @@ func measure(ctx context.Context, cfg *config, e *env, self, client, sc string) 
 		var cmd *exec.Cmd
 		var stdoutFile *os.File
 		switch client {
-		case "mxfetch-lib", "mautrix", "net/http":
-			kind := map[string]string{"mxfetch-lib": "lib", "mautrix": "mautrix", "net/http": "http"}[client]
+		case "mxfetch-lib", "mautrix", "mautrix+transport", "net/http":
+			kind := map[string]string{"mxfetch-lib": "lib", "mautrix": "mautrix", "mautrix+transport": "mautrix-transport", "net/http": "http"}[client]
 			cmd = exec.CommandContext(ctx, self, "child", "-client", kind, "-hs", e.srv.URL, "-token", e.srv.AccessToken,
 				"-list", list, "-parallel", strconv.Itoa(parallel), "-passes", strconv.Itoa(passes))
 		case "mxfetch-cli":

@@ -23,7 +23,7 @@ func TestShortRun(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, stdout)
 	}
-	for _, client := range []string{"mxfetch-lib", "mxfetch-cli", "mautrix", "net/http"} {
+	for _, client := range []string{"mxfetch-lib", "mxfetch-cli", "mautrix", "mautrix+transport", "net/http"} {
 		for _, mode := range []string{"| plain | " + client + " |", "| tls | " + client + " |"} {
 			if !strings.Contains(stdout, mode) {
 				t.Errorf("no row %q in:\n%s", mode, stdout)

@@ -32,7 +32,7 @@ type childResult struct {
 type fetcher func(ctx context.Context, uri id.ContentURI, w io.Writer) (int64, error)
 
 // runChild downloads every URI of a list (each line "mxc://… size") with one client, in passes,
-// and checks every size: mxfetch-bench child -client lib|mautrix|http -hs URL -token T -list FILE
+// and checks every size: mxfetch-bench child -client lib|mautrix|mautrix-transport|http -hs URL -token T -list FILE
 // -parallel N -passes P.
 func runChild(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("child", flag.ContinueOnError)
@@ -64,10 +64,15 @@ func runChild(ctx context.Context, args []string, stdout io.Writer) error {
 			defer m.Close()
 			return io.Copy(w, m)
 		}
-	case "mautrix":
+	case "mautrix", "mautrix-transport":
 		cli, err := mautrix.NewClient(*hs, "", *token)
 		if err != nil {
 			return err
+		}
+		if *client == "mautrix-transport" { // mautrix's own Download, with the transport installed
+			if cli.Client.Transport, err = mediaclient.NewMediaTransport(cli.Client.Transport, mediaclient.Options{}); err != nil {
+				return err
+			}
 		}
 		fetch = func(ctx context.Context, uri id.ContentURI, w io.Writer) (int64, error) {
 			resp, err := cli.Download(ctx, uri)

@@ -1,7 +1,8 @@
 // Command mxfetch-bench measures, side by side in one run, how fast Matrix media downloads go through
-// mxfetch's library, mxfetch's CLI, mautrix's Client.Download, Go's default http.Client and curl,
-// against the embedded test server on loopback (a homeserver and a CDN behind one redirect hop, plain
-// and TLS). Each client runs in a process of its own so that its peak RSS can be read.
+// mxfetch's library, mxfetch's CLI, mautrix's Client.Download (alone, and with mxfetch's
+// MediaTransport installed), Go's default http.Client and curl, against the embedded test server on
+// loopback (a homeserver and a CDN behind one redirect hop, plain and TLS). Each client runs in a
+// process of its own so that its peak RSS can be read.
 //
 //	go run ./cmd/mxfetch-bench -out bench-out
 package main
