@@ -226,17 +226,21 @@ func (c *Client) start(ctx context.Context, r *request) (*Media, error) {
 		api = c.api(d.ctx) // within the call's deadline; /versions is not a hop of the download
 	}
 	d.api, d.param = api, c.sendParam(api)
-	resp, err := d.do(r.offset, r.ifRange)
-	if err != nil {
-		d.cancel()
-		return nil, d.fail(err)
+	return d.open()
+}
+
+// open runs a download up to its first successful answer and returns the Media that streams it; on
+// failure it releases the download and returns the call's *Error.
+func (d *download) open() (*Media, error) {
+	resp, err := d.do(d.r.offset, d.r.ifRange)
+	if err == nil {
+		var m *Media
+		if m, err = newMedia(d, resp); err == nil {
+			return m, nil
+		}
 	}
-	m, err := newMedia(d, resp)
-	if err != nil {
-		d.cancel()
-		return nil, d.fail(err)
-	}
-	return m, nil
+	d.cancel()
+	return nil, d.fail(err)
 }
 
 // fail wraps a cause in the call's *Error.

@@ -248,17 +248,7 @@ func (f *FederationClient) start(ctx context.Context, r *request) (*Media, error
 	if fc.legacy {
 		d.api = APIV3
 	}
-	resp, err := d.do(r.offset, r.ifRange)
-	if err != nil {
-		d.cancel()
-		return nil, d.fail(err)
-	}
-	m, err := newMedia(d, resp)
-	if err != nil {
-		d.cancel()
-		return nil, d.fail(err)
-	}
-	return m, nil
+	return d.open()
 }
 
 // plan finds the remote server and returns the federation plan of a call to it.

@@ -73,35 +73,8 @@ func (s *Server) download(v1, thumbnail bool) http.HandlerFunc {
 			}
 			asked = vals[0] == "true"
 		}
-		thumbKey := ""
-		if thumbnail {
-			var err error
-			if thumbKey, err = thumbParams(q); err != nil {
-				mautrix.MUnknown.WithMessage("Bad thumbnail request: %v", err).WithStatus(http.StatusBadRequest).Write(w)
-				return
-			}
-		}
-		timeout := defaultTimeoutMS
-		if v := q.Get("timeout_ms"); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
-				mautrix.MInvalidParam.WithMessage("Invalid timeout_ms").Write(w)
-				return
-			}
-			timeout = min(n, maxTimeoutMS)
-		}
-		if m == nil {
-			mautrix.MNotFound.WithMessage("Media not found").Write(w)
-			return
-		}
-		f, answered := s.answerFault(w, r, b, RoleHomeserver)
-		if answered {
-			return
-		}
-		if !waitReady(r.Context(), m, time.Duration(timeout)*time.Millisecond) {
-			if r.Context().Err() == nil {
-				mediaclient.MNotYetUploaded.WithMessage("Media has not been uploaded yet").Write(w)
-			}
+		thumbKey, f, ok := s.mediaReady(w, r, m, b, thumbnail)
+		if !ok {
 			return
 		}
 		when := b.V3Redirect
@@ -186,4 +159,45 @@ func (s *Server) fileName(m *Media) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return m.FileName
+}
+
+// mediaReady runs what every endpoint that serves a media item does before it answers: it checks
+// the thumbnail parameters and timeout_ms, answers 404 for an unknown item, lets a homeserver fault
+// answer, and waits (up to timeout_ms) for an item that is not uploaded yet. It returns the
+// thumbnail's key (for a thumbnail), the fault that is left to act on the body, and whether the
+// request goes on; when it does not, the answer was written.
+func (s *Server) mediaReady(w http.ResponseWriter, r *http.Request, m *Media, b *behaviorState, thumbnail bool) (string, *Fault, bool) {
+	q := r.URL.Query()
+	thumbKey := ""
+	if thumbnail {
+		var err error
+		if thumbKey, err = thumbParams(q); err != nil {
+			mautrix.MUnknown.WithMessage("Bad thumbnail request: %v", err).WithStatus(http.StatusBadRequest).Write(w)
+			return "", nil, false
+		}
+	}
+	timeout := defaultTimeoutMS
+	if v := q.Get("timeout_ms"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			mautrix.MInvalidParam.WithMessage("Invalid timeout_ms").Write(w)
+			return "", nil, false
+		}
+		timeout = min(n, maxTimeoutMS)
+	}
+	if m == nil {
+		mautrix.MNotFound.WithMessage("Media not found").Write(w)
+		return "", nil, false
+	}
+	f, answered := s.answerFault(w, r, b, RoleHomeserver)
+	if answered {
+		return "", nil, false
+	}
+	if !waitReady(r.Context(), m, time.Duration(timeout)*time.Millisecond) {
+		if r.Context().Err() == nil {
+			mediaclient.MNotYetUploaded.WithMessage("Media has not been uploaded yet").Write(w)
+		}
+		return "", nil, false
+	}
+	return thumbKey, f, true
 }

@@ -16,12 +16,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/federation"
 
-	"github.com/mxfetch/mxfetch/mediaclient"
 )
 
 // FederationBehavior decides how the federation media endpoints answer. The zero value answers with
@@ -135,32 +133,9 @@ func (s *Server) federationMedia(thumbnail bool) http.HandlerFunc {
 		kind := "download"
 		if thumbnail {
 			kind = "thumbnail"
-			if _, err := thumbParams(q); err != nil {
-				mautrix.MUnknown.WithMessage("Bad thumbnail request: %v", err).WithStatus(http.StatusBadRequest).Write(w)
-				return
-			}
 		}
-		timeout := defaultTimeoutMS
-		if v := q.Get("timeout_ms"); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
-				mautrix.MInvalidParam.WithMessage("Invalid timeout_ms").Write(w)
-				return
-			}
-			timeout = min(n, maxTimeoutMS)
-		}
-		if m == nil {
-			mautrix.MNotFound.WithMessage("Media not found").Write(w)
-			return
-		}
-		f, answered := s.answerFault(w, r, b, RoleHomeserver)
-		if answered {
-			return
-		}
-		if !waitReady(r.Context(), m, time.Duration(timeout)*time.Millisecond) {
-			if r.Context().Err() == nil {
-				mediaclient.MNotYetUploaded.WithMessage("Media has not been uploaded yet").Write(w)
-			}
+		_, f, ok := s.mediaReady(w, r, m, b, thumbnail)
+		if !ok {
 			return
 		}
 		if fb.Redirect {
