@@ -139,7 +139,7 @@ func (d *download) federationRequest() (*http.Response, *url.URL, error) {
 		}
 		return nil, nil, final
 	}
-	ans, err := readMultipart(resp, c.opts.StallTimeout)
+	ans, err := readMultipart(resp, headLimitsOf(&c.opts))
 	if err != nil {
 		return nil, nil, err
 	}

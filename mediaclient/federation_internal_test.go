@@ -90,7 +90,7 @@ func TestReadMultipart(t *testing.T) {
 		{name: "endless preamble", body: strings.Repeat("x", maxAnswerHead+10), bad: true},
 		{name: "media part with a bad length", body: "--b0undary\r\n\r\n{}\r\n--b0undary\r\nContent-Length: -3\r\n\r\nhi\r\n--b0undary--", bad: true},
 	} {
-		ans, err := readMultipart(answer(ct, []byte(tc.body)), 0)
+		ans, err := readMultipart(answer(ct, []byte(tc.body)), headLimits{})
 		switch {
 		case tc.bad:
 			if !errors.Is(err, ErrBadMultipart) {
@@ -110,7 +110,7 @@ func TestReadMultipart(t *testing.T) {
 		}
 	}
 	// A media part cut short is a break, not a clean end.
-	ans, err := readMultipart(answer(ct, []byte("--b0undary\r\n\r\n{}\r\n--b0undary\r\n\r\nhello, wor")), 0)
+	ans, err := readMultipart(answer(ct, []byte("--b0undary\r\n\r\n{}\r\n--b0undary\r\n\r\nhello, wor")), headLimits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func FuzzReadMultipart(f *testing.F) {
 	f.Add("multipart/mixed", []byte("--b\r\n\r\n{}\r\n"))
 	f.Add(`multipart/mixed; boundary="a b"`, []byte("--a b\r\nContent-Length: 2\r\n\r\n{}\r\n--a b\r\nContent-Length: 5\r\n\r\nhello\r\n--a b--"))
 	f.Fuzz(func(t *testing.T, ct string, body []byte) {
-		ans, err := readMultipart(answer(ct, body), 0)
+		ans, err := readMultipart(answer(ct, body), headLimits{})
 		if err != nil {
 			return
 		}
@@ -142,4 +142,39 @@ func FuzzReadMultipart(f *testing.F) {
 			t.Fatal("neither media nor Location")
 		}
 	})
+}
+
+// TestPartBodyLength: an inline media part that gives its Content-Length is held to it: a part that
+// goes on past it is an error once its announced bytes are read (an empty one, which is not read,
+// at once); one that ends there ends cleanly; one that ends early is cut short, as an HTTP body
+// would be. Reads go no further than the Content-Length, as the resuming body's.
+func TestPartBodyLength(t *testing.T) {
+	const ct = "multipart/mixed; boundary=b0"
+	const meta = "--b0\r\n\r\n{}\r\n"
+	for _, tc := range []struct {
+		name, part string
+		want       string
+		err        error // nil: the part's bytes and a clean end
+	}{
+		{"exact", "Content-Length: 5\r\n\r\nhello", "hello", nil},
+		{"empty", "Content-Length: 0\r\n\r\n", "", nil},
+		{"longer", "Content-Length: 5\r\n\r\nhello, world", "hello", ErrBadMultipart},
+		{"one byte longer", "Content-Length: 4\r\n\r\nhello", "hell", ErrBadMultipart},
+		{"empty but not", "Content-Length: 0\r\n\r\nx", "", ErrBadMultipart},
+		{"shorter", "Content-Length: 9\r\n\r\nhello", "hello", nil},
+		{"no length", "\r\nhello, world", "hello, world", nil},
+	} {
+		var got []byte
+		ans, err := readMultipart(answer(ct, []byte(meta+"--b0\r\n"+tc.part+"\r\n--b0--\r\n")), headLimits{})
+		if err == nil {
+			body := io.Reader(ans.inline.Body)
+			if ans.inline.ContentLength >= 0 {
+				body = io.LimitReader(body, ans.inline.ContentLength)
+			}
+			got, err = io.ReadAll(body)
+		}
+		if string(got) != tc.want || !errors.Is(err, tc.err) {
+			t.Errorf("%s: got %q, %v; want %q, %v", tc.name, got, err, tc.want, tc.err)
+		}
+	}
 }

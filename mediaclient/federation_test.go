@@ -734,3 +734,21 @@ func TestNewFederationClientOptions(t *testing.T) {
 		t.Errorf("file name: err = %v; want ErrInvalidArgument", err)
 	}
 }
+
+// TestFederationHeadWithinHeaderTimeout: the head of a federation answer is part of waiting for the
+// answer: dripped so that no read waits long (and with no low-speed limit), it must still be whole
+// within HeaderTimeout.
+func TestFederationHeadWithinHeaderTimeout(t *testing.T) {
+	srv, key := fedServer(t, testserver.Behavior{Faults: []testserver.Fault{{Drip: 1, DripEvery: 2 * time.Millisecond, Count: 1}}},
+		testserver.FederationBehavior{MetadataSize: 400})
+	uri := srv.AddMedia(content(1000, 1), testserver.MediaOptions{})
+	f := newFed(t, srv, key, mediaclient.FederationOptions{Options: mediaclient.Options{HeaderTimeout: 100 * time.Millisecond, MaxRetries: -1}})
+	m, err := f.Download(t.Context(), uri)
+	if err == nil {
+		m.Close()
+		t.Fatal("Download returned a Media after a head dripped for longer than HeaderTimeout")
+	}
+	if !errors.Is(err, mediaclient.ErrStalled) {
+		t.Errorf("err = %v; want ErrStalled", err)
+	}
+}
