@@ -8,9 +8,12 @@ package mediaclient
 // body and limits as a client download, with the private-address guard strict.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -19,6 +22,7 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/federation"
 	"maunium.net/go/mautrix/id"
 )
@@ -39,6 +43,11 @@ const (
 	unrecognizedFor = time.Hour
 	// unrecognizedServers bounds how many such servers are remembered.
 	unrecognizedServers = 1024
+	// discoveredServers bounds how many server discovery results are kept (the least recently used
+	// goes first): server names come from mxc URIs, which anyone may send.
+	discoveredServers = 1024
+	// maxWellKnown bounds the body of a .well-known answer, as mautrix's discovery does.
+	maxWellKnown = mautrix.WellKnownMaxSize
 )
 
 // FederationOptions configures a FederationClient. It is copied by NewFederationClient.
@@ -53,7 +62,8 @@ type FederationOptions struct {
 	// and the addresses to connect to (IPPort, the first is used). Requests go to
 	// https://<HostHeader's host>:<IPPort's port>, and connect to IPPort's host when it differs (an
 	// SRV target). nil means Matrix server discovery (federation.ResolveServerName, with its
-	// .well-known request made under this client's address guard), cached as long as the result says.
+	// .well-known request made under this client's address guard and timeouts), its results kept
+	// until they expire, for the 1024 servers last asked.
 	ResolveServer func(ctx context.Context, serverName string) (*federation.ResolvedServerName, error)
 	// AllowPrivateServers lets the remote server itself be on a loopback, private, link-local or
 	// other special-purpose address. By default such a server is refused, as Synapse's
@@ -99,7 +109,7 @@ type FederationClient struct {
 	locationGuard       guard // the guard on a Location and every origin after it
 	closeServerConns    bool  // connections to remote servers are not reused (they may be private)
 	unrecognized        *lru.Cache[string, time.Time]
-	resolutions         *federation.InMemoryCache // discovery results, when ResolveServer is nil
+	resolutions         *lru.Cache[string, *federation.ResolvedServerName] // discovery results, when ResolveServer is nil
 	wellKnownHTTPClient *http.Client
 }
 
@@ -153,7 +163,7 @@ func NewFederationClient(opts FederationOptions) (*FederationClient, error) {
 	}
 	f.unrecognized, _ = lru.New[string, time.Time](unrecognizedServers)
 	if f.resolve == nil {
-		f.resolutions = federation.NewInMemoryCache()
+		f.resolutions, _ = lru.New[string, *federation.ResolvedServerName](discoveredServers)
 		f.wellKnownHTTPClient = &http.Client{Transport: wellKnownTransport{f}}
 		f.resolve = f.discover
 	}
@@ -298,16 +308,22 @@ func resolvedBase(res *federation.ResolvedServerName) (*url.URL, *dialOverride, 
 	return base, dial, nil
 }
 
-// discover is the default ResolveServer: Matrix server discovery, cached.
+// discover is the default ResolveServer: Matrix server discovery, its results kept until they
+// expire in a bounded cache.
 func (f *FederationClient) discover(ctx context.Context, serverName string) (*federation.ResolvedServerName, error) {
-	if res, _ := f.resolutions.LoadResolution(ctx, serverName); res != nil {
-		return res, nil
+	if res, ok := f.resolutions.Get(serverName); ok {
+		if time.Now().Before(res.Expires) {
+			return res, nil
+		}
+		f.resolutions.Remove(serverName)
 	}
 	res, err := federation.ResolveServerName(ctx, serverName, &federation.ResolveServerNameOpts{HTTPClient: f.wellKnownHTTPClient})
 	if err != nil {
 		return nil, err
 	}
-	f.resolutions.StoreResolution(ctx, res)
+	if time.Now().Before(res.Expires) {
+		f.resolutions.Add(serverName, res)
+	}
 	return res, nil
 }
 
@@ -323,7 +339,50 @@ func (t wellKnownTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		return nil, err
 	}
 	req.Header.Set("User-Agent", c.opts.UserAgent)
-	return c.exchange(req, 0)
+	resp, err := c.exchange(req, 0)
+	if err != nil || resp.StatusCode < 200 || resp.StatusCode >= 300 {
+		return resp, err // an answer that is not 2xx comes buffered
+	}
+	if err := c.bufferWellKnown(resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// errWellKnownTooLong is a .well-known answer longer than maxWellKnown.
+var errWellKnownTooLong = errors.New("the .well-known answer is too long")
+
+// bufferWellKnown reads the body of a 2xx .well-known answer into memory, as exchange does for
+// error answers: at most maxWellKnown bytes, the whole within the stall timeout (or else the header
+// timeout), so that server discovery decodes it from memory and a remote server that stops sending
+// holds nothing. It releases the hop. An answer that stalls or is too long is an error, which
+// server discovery takes for no .well-known (the spec's step 4 follows).
+func (c *Client) bufferWellKnown(resp *http.Response) error {
+	limit := c.opts.StallTimeout
+	if limit <= 0 {
+		limit = c.opts.HeaderTimeout
+	}
+	hb, ok := resp.Body.(*hopBody)
+	if ok && limit > 0 {
+		t := time.AfterFunc(limit, func() { hb.abort(fmt.Errorf("%w: no whole .well-known answer within %v", ErrStalled, limit)) })
+		defer t.Stop()
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxWellKnown+1))
+	if ok {
+		if cause := hb.cause(); cause != nil {
+			err = cause
+		}
+	}
+	resp.Body.Close()
+	switch {
+	case err != nil:
+		return err
+	case len(data) > maxWellKnown:
+		return fmt.Errorf("%w (more than %d bytes)", errWellKnownTooLong, maxWellKnown)
+	}
+	resp.Body = &bufferedBody{Reader: bytes.NewReader(data), data: data}
+	resp.ContentLength = int64(len(data))
+	return nil
 }
 
 // authorization returns the X-Matrix Authorization header of a GET for requestURI (path and query)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix/federation"
 )
@@ -176,5 +177,54 @@ func TestPartBodyLength(t *testing.T) {
 		if string(got) != tc.want || !errors.Is(err, tc.err) {
 			t.Errorf("%s: got %q, %v; want %q, %v", tc.name, got, err, tc.want, tc.err)
 		}
+	}
+}
+
+// TestBufferWellKnown: a .well-known answer is read into memory, bounded: one of more than 64 KiB
+// is refused (server discovery then takes it for none).
+func TestBufferWellKnown(t *testing.T) {
+	c, err := New(Options{HomeserverURL: "https://hs.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		size int
+		err  error
+	}{{100, nil}, {maxWellKnown, nil}, {maxWellKnown + 1, errWellKnownTooLong}} {
+		body := `{"m.server":"` + strings.Repeat("a", tc.size-15) + `"}`
+		resp := &http.Response{StatusCode: 200, Body: io.NopCloser(strings.NewReader(body)), ContentLength: -1}
+		err := c.bufferWellKnown(resp)
+		if !errors.Is(err, tc.err) {
+			t.Errorf("%d bytes: err = %v; want %v", tc.size, err, tc.err)
+			continue
+		}
+		if err == nil {
+			if got, _ := io.ReadAll(resp.Body); string(got) != body || resp.ContentLength != int64(len(body)) {
+				t.Errorf("%d bytes: buffered %d bytes, Content-Length %d", tc.size, len(got), resp.ContentLength)
+			}
+		}
+	}
+}
+
+// TestDiscoverHonoursExpiry: a kept discovery result is used until it expires, then discovery runs
+// again (here for an address literal, which needs no network).
+func TestDiscoverHonoursExpiry(t *testing.T) {
+	f, err := NewFederationClient(FederationOptions{ServerName: "origin.example", Key: federation.GenerateSigningKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const name = "192.0.2.1:8448"
+	kept := &federation.ResolvedServerName{ServerName: name, HostHeader: name, IPPort: []string{"192.0.2.9:1"}, Expires: time.Now().Add(time.Hour)}
+	f.resolutions.Add(name, kept)
+	if res, err := f.discover(t.Context(), name); err != nil || res != kept {
+		t.Errorf("unexpired: %+v, %v; want the kept result", res, err)
+	}
+	kept.Expires = time.Now().Add(-time.Second)
+	res, err := f.discover(t.Context(), name)
+	if err != nil || res == kept || res.IPPort[0] != name {
+		t.Fatalf("expired: %+v, %v; want a fresh result", res, err)
+	}
+	if again, _ := f.resolutions.Get(name); again != res {
+		t.Errorf("the fresh result is not kept")
 	}
 }
