@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -61,9 +62,9 @@ type FederationOptions struct {
 	// federation.ResolveServerName does, the Host to address (HostHeader, with or without a port)
 	// and the addresses to connect to (IPPort, the first is used). Requests go to
 	// https://<HostHeader's host>:<IPPort's port>, and connect to IPPort's host when it differs (an
-	// SRV target). nil means Matrix server discovery (federation.ResolveServerName, with its
-	// .well-known request made under this client's address guard and timeouts), its results kept
-	// until they expire, for the 1024 servers last asked.
+	// SRV target; see NewFederationTransport). nil means Matrix server discovery
+	// (federation.ResolveServerName, with its .well-known request made under this client's address
+	// guard and timeouts), its results kept until they expire, for the 1024 servers last asked.
 	ResolveServer func(ctx context.Context, serverName string) (*federation.ResolvedServerName, error)
 	// AllowPrivateServers lets the remote server itself be on a loopback, private, link-local or
 	// other special-purpose address. By default such a server is refused, as Synapse's
@@ -77,9 +78,13 @@ type FederationOptions struct {
 	// Options holds the transfer settings a FederationClient shares with Client: UserAgent,
 	// MaxRedirects (for the chain after a Location), AllowInsecureRedirects, MaxRetries, the retry
 	// waits, MaxSize, DisableResume, ServerUploadWait (sent as timeout_ms), the timeouts, Transport
-	// and Logger. A nil Transport means NewFederationTransport(). HomeserverURL, AccessToken, API,
-	// AllowPrivateRedirects, Header, CredentialHeaders and UploadWait have no meaning here and must be
-	// zero; the redirect parameter and cache settings are ignored.
+	// and Logger. A nil Transport means NewFederationTransport(). A Transport that is not
+	// NewFederationTransport's (or a Clone of it), or that goes through a proxy, connects to the
+	// host in the URL rather than to the address server discovery found when the two differ: the
+	// address guard then checks both, and refuses the request unless both are allowed.
+	// HomeserverURL, AccessToken, API, AllowPrivateRedirects, Header, CredentialHeaders and
+	// UploadWait have no meaning here and must be zero; the redirect parameter and cache settings
+	// are ignored.
 	Options Options
 }
 
@@ -173,38 +178,67 @@ func NewFederationClient(opts FederationOptions) (*FederationClient, error) {
 // NewFederationTransport returns the transport a FederationClient uses when Options.Transport is
 // nil: NewTransport's (HTTP/1.1, a large pool, the guard in its dialer) without a proxy, whose
 // dialer connects to the address server discovery found when it differs from the host in the URL
-// (an SRV target). Set its TLSClientConfig to trust a private CA, and pass it as Options.Transport.
+// (an SRV target). Set its TLSClientConfig to trust a private CA, and pass it (or a Clone of it)
+// as Options.Transport. A transport whose dialer is replaced, or wrapped, is taken for one that
+// connects to the host in the URL (see FederationOptions.Options).
 func NewFederationTransport() *http.Transport {
 	t := NewTransport()
 	t.Proxy = nil
-	dial := t.DialContext
-	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if o, ok := ctx.Value(dialOverrideKey{}).(*dialOverride); ok && strings.EqualFold(addr, o.from) {
-			addr = o.to
-		}
-		return dial(ctx, network, addr)
-	}
+	t.DialContext = (&federationDialer{dial: t.DialContext}).DialContext
 	return t
+}
+
+// federationDialer is the dialer of NewFederationTransport.
+type federationDialer struct {
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// DialContext connects to addr, or to where the request's dial override says when it is for addr.
+func (d *federationDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	if o, ok := ctx.Value(dialOverrideKey{}).(*dialOverride); ok && strings.EqualFold(addr, o.from) {
+		addr = o.to
+	}
+	return d.dial(ctx, network, addr)
+}
+
+// federationDial is the code of federationDialer.DialContext's method values: the same for every
+// dialer, and so for NewFederationTransport's transports and their Clones.
+var federationDial = reflect.ValueOf((&federationDialer{}).DialContext).Pointer()
+
+// appliesDialOverride reports whether rt connects where a dial override says, without a proxy: it
+// is NewFederationTransport's (or a Clone of it) with its dialer in place.
+func appliesDialOverride(rt http.RoundTripper, viaProxy bool) bool {
+	t, ok := rt.(*http.Transport)
+	return ok && !viaProxy && t.DialTLSContext == nil && t.DialTLS == nil && t.DialContext != nil &&
+		reflect.ValueOf(t.DialContext).Pointer() == federationDial
 }
 
 // dialOverride tells NewFederationTransport's dialer to connect to another address than the URL's.
 type dialOverride struct {
-	from string // host:port as in the URL
+	from string // host:port as in the URL, the port always given
 	to   string // host:port to connect to
 }
 
 type dialOverrideKey struct{}
 
-// dialTarget returns the host and port a request to u connects to: the URL's, or a dial override's.
-func dialTarget(ctx context.Context, u *url.URL) (string, uint16) {
-	if o, ok := ctx.Value(dialOverrideKey{}).(*dialOverride); ok && strings.EqualFold(u.Host, o.from) {
-		if host, port, err := net.SplitHostPort(o.to); err == nil {
-			if n, err := strconv.ParseUint(port, 10, 16); err == nil {
-				return host, uint16(n)
-			}
-		}
+// dialTarget returns the host and port a request to u connects to through NewFederationTransport:
+// the URL's, or a dial override's, which overridden reports. The URL's host and port are compared
+// as the transport gives them to its dialer (the scheme's port when u has none).
+func dialTarget(ctx context.Context, u *url.URL) (host string, port uint16, overridden bool) {
+	host, port = u.Hostname(), urlPort(u)
+	o, ok := ctx.Value(dialOverrideKey{}).(*dialOverride)
+	if !ok || !strings.EqualFold(net.JoinHostPort(host, strconv.Itoa(int(port))), o.from) {
+		return host, port, false
 	}
-	return u.Hostname(), urlPort(u)
+	th, tp, err := net.SplitHostPort(o.to)
+	if err != nil {
+		return host, port, false
+	}
+	n, err := strconv.ParseUint(tp, 10, 16)
+	if err != nil {
+		return host, port, false
+	}
+	return th, uint16(n), true
 }
 
 // Download fetches a media item of the remote server uri.Homeserver over federation. At most one
@@ -284,12 +318,12 @@ func (f *FederationClient) plan(ctx context.Context, serverName string) (*fedCal
 
 // resolvedBase turns a discovery result into the base URL of the remote server's federation API and,
 // when the address to connect to is on another host, the dial override that reaches it.
-func resolvedBase(res *federation.ResolvedServerName) (*url.URL, *dialOverride, error) {
+func resolvedBase(res *federation.ResolvedServerName) (base *url.URL, dial *dialOverride, err error) {
 	if res == nil || len(res.IPPort) == 0 {
 		return nil, nil, fmt.Errorf("%w: server discovery gave no address", ErrInvalidArgument)
 	}
 	hh, err := url.Parse("https://" + res.HostHeader)
-	if err != nil || hh.Hostname() == "" || hh.User != nil || (hh.Path != "" && hh.Path != "/") || hh.RawQuery != "" {
+	if err != nil || validServerName(res.HostHeader) != nil || hh.Hostname() == "" {
 		return nil, nil, fmt.Errorf("%w: server discovery gave the host %q", ErrInvalidArgument, truncateForError(res.HostHeader))
 	}
 	th, tp, err := net.SplitHostPort(res.IPPort[0])
@@ -300,8 +334,7 @@ func resolvedBase(res *federation.ResolvedServerName) (*url.URL, *dialOverride, 
 		return nil, nil, fmt.Errorf("%w: server discovery gave the port %q", ErrInvalidArgument, tp)
 	}
 	host := strings.ToLower(hh.Hostname())
-	base := &url.URL{Scheme: "https", Host: net.JoinHostPort(host, tp)}
-	var dial *dialOverride
+	base = &url.URL{Scheme: "https", Host: net.JoinHostPort(host, tp)}
 	if !strings.EqualFold(strings.TrimSuffix(th, "."), strings.TrimSuffix(host, ".")) {
 		dial = &dialOverride{from: base.Host, to: res.IPPort[0]}
 	}

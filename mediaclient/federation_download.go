@@ -95,7 +95,9 @@ func (fc *fedCall) serverRules(maxRedirects int, reResolve bool) chainRules {
 		reResolve: reResolve, closeConns: fc.f.closeServerConns}
 }
 
-// context returns ctx with the dial override that reaches the remote server, if it needs one.
+// context returns ctx with the dial override that reaches the remote server, if it needs one: every
+// request that may have a hop on the remote server's origin carries it, so that such a hop connects
+// where server discovery said, whoever named the URL.
 func (fc *fedCall) context(ctx context.Context) context.Context {
 	if fc.dial == nil {
 		return ctx
@@ -163,7 +165,9 @@ func (d *download) federationRequest() (*http.Response, *url.URL, error) {
 // followLocation requests a Location part's target, from offset on, through the chain: no
 // credential on any hop, the Locations' guard on every origin (the remote server's own included),
 // the redirects after it bounded, and no retry of its own: a Location that fails is asked for again
-// through the federation endpoint, which hands out a fresh one.
+// through the federation endpoint, which hands out a fresh one. A hop on the remote server's own
+// origin (a relative Location, say) reaches it as the federation request did: at the address
+// server discovery found.
 func (d *download) followLocation(loc *url.URL, offset int64, ifRange string) (*http.Response, error) {
 	fc, c := d.fed, d.c
 	h := http.Header{}
@@ -174,7 +178,7 @@ func (d *download) followLocation(loc *url.URL, offset int64, ifRange string) (*
 	d.rules = chainRules{homeGuard: fc.f.locationGuard, awayGuard: fc.f.locationGuard, maxRedirects: c.maxRedirects}
 	d.retry.RetryMax = 0
 	d.step = StepLocation
-	return d.send(loc.String(), h)
+	return d.sendContext(fc.context(d.ctx), loc.String(), h)
 }
 
 // legacyRequest asks the remote server's legacy media endpoint, /_matrix/media/v3/download (or

@@ -2,9 +2,12 @@ package mediaclient
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -226,5 +229,63 @@ func TestDiscoverHonoursExpiry(t *testing.T) {
 	}
 	if again, _ := f.resolutions.Get(name); again != res {
 		t.Errorf("the fresh result is not kept")
+	}
+}
+
+// TestAppliesDialOverride: NewFederationTransport's transport and its Clones connect where a dial
+// override says; a transport whose dialer is another (or wraps it, or dials TLS itself), or that
+// goes through a proxy, is taken for one that connects to the URL's host.
+func TestAppliesDialOverride(t *testing.T) {
+	wrapped := NewFederationTransport()
+	dial := wrapped.DialContext
+	wrapped.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) { return dial(ctx, network, addr) }
+	tlsDial := NewFederationTransport()
+	tlsDial.DialTLSContext = func(context.Context, string, string) (net.Conn, error) { return nil, errors.New("no") }
+	for _, tc := range []struct {
+		name     string
+		rt       http.RoundTripper
+		viaProxy bool
+		want     bool
+	}{
+		{"NewFederationTransport", NewFederationTransport(), false, true},
+		{"a Clone", NewFederationTransport().Clone(), false, true},
+		{"through a proxy", NewFederationTransport(), true, false},
+		{"NewTransport", NewTransport(), false, false},
+		{"a bare http.Transport", &http.Transport{}, false, false},
+		{"a wrapped dialer", wrapped, false, false},
+		{"a TLS dialer", tlsDial, false, false},
+		{"not an http.Transport", roundTripFunc(func(*http.Request) (*http.Response, error) { return nil, nil }), false, false},
+	} {
+		if got := appliesDialOverride(tc.rt, tc.viaProxy); got != tc.want {
+			t.Errorf("%s: %t; want %t", tc.name, got, tc.want)
+		}
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestDialTarget: the dial override applies to the URL whose host and port are its own, spelt as
+// the transport gives them to its dialer (the scheme's port when the URL has none).
+func TestDialTarget(t *testing.T) {
+	ctx := context.WithValue(t.Context(), dialOverrideKey{}, &dialOverride{from: "example.org:443", to: "192.0.2.7:8443"})
+	for _, tc := range []struct {
+		url  string
+		host string
+		port uint16
+		over bool
+	}{
+		{"https://example.org/x", "192.0.2.7", 8443, true},
+		{"https://EXAMPLE.org:443/x", "192.0.2.7", 8443, true},
+		{"https://example.org:8448/x", "example.org", 8448, false},
+		{"http://example.org/x", "example.org", 80, false},
+		{"https://other.example/x", "other.example", 443, false},
+	} {
+		u, _ := url.Parse(tc.url)
+		host, port, over := dialTarget(ctx, u)
+		if host != tc.host || port != tc.port || over != tc.over {
+			t.Errorf("%s: %s %d %t; want %s %d %t", tc.url, host, port, over, tc.host, tc.port, tc.over)
+		}
 	}
 }

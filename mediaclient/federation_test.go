@@ -735,6 +735,83 @@ func TestNewFederationClientOptions(t *testing.T) {
 	}
 }
 
+// TestFederationTransportAndDialOverride: when server discovery's address (an SRV target) differs
+// from the host name, NewFederationTransport (here a Clone of it) connects to the address, and only
+// the address is checked: the host name, which leads to loopback, does not matter. A transport
+// whose dialer is another (here wrapped) connects to the host name: both are checked, and the host
+// name is refused before any connection.
+func TestFederationTransportAndDialOverride(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Skipf("no second loopback address here: %v", err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	srv := testserver.New(t, testserver.Config{TLS: true, ServerName: "remote.test", Addr: addr})
+	key := federation.GenerateSigningKey()
+	if err := srv.TrustServerKeys(key.GenerateKeyResponse(originName, nil)); err != nil {
+		t.Fatal(err)
+	}
+	want := content(3000, 4)
+	uri := srv.AddMedia(want, testserver.MediaOptions{})
+	for _, tc := range []struct {
+		name    string
+		wrapped bool
+	}{{"NewFederationTransport", false}, {"another dialer", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := mediaclient.NewFederationTransport().Clone()
+			tr.TLSClientConfig = &tls.Config{RootCAs: srv.CertPool()}
+			dialed := func() []string { return nil }
+			if tc.wrapped {
+				dialed = dialLog(tr)
+			}
+			f := newFedAsIs(t, srv, key, mediaclient.FederationOptions{Options: mediaclient.Options{Transport: tr, MaxRetries: -1},
+				ResolveServer: func(_ context.Context, name string) (*federation.ResolvedServerName, error) {
+					return &federation.ResolvedServerName{ServerName: name, HostHeader: "localhost", IPPort: []string{addr}}, nil
+				}})
+			mediaclient.SetFederationClassifier(f, func(ap netip.AddrPort) string {
+				if ap.Addr() == netip.MustParseAddr("127.0.0.2") {
+					return "public"
+				}
+				return mediaclient.Classify(ap)
+			})
+			before := len(srv.Requests())
+			got, _, err := fedFetch(t, f, uri.String())
+			if !tc.wrapped {
+				if err != nil || sum(got) != sum(want) {
+					t.Fatalf("got %d bytes, %v; want the media from %s", len(got), err, addr)
+				}
+				return
+			}
+			if !errors.Is(err, mediaclient.ErrPrivateAddress) {
+				t.Errorf("err = %v; want ErrPrivateAddress for localhost", err)
+			}
+			if d := dialed(); len(d) != 0 || len(srv.Requests()) != before {
+				t.Errorf("dials %v, %d requests; want none", d, len(srv.Requests())-before)
+			}
+		})
+	}
+}
+
+// TestFederationForeignTransportStillWorks: a transport of the caller's own, which connects to the
+// host name rather than to server discovery's address, reaches the remote server when both are
+// allowed (here the port is played public, whatever the address).
+func TestFederationForeignTransportStillWorks(t *testing.T) {
+	r := newHostileRemote(t, routes(map[string]http.HandlerFunc{
+		fedPath: func(w http.ResponseWriter, _ *http.Request) { writeMultipart(w, "Content-Length: 6\r\n\r\ninline") },
+	}))
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: certPool(r.ts), ServerName: "example.com"}}
+	t.Cleanup(tr.CloseIdleConnections)
+	f := hostileFed(t, r, mediaclient.FederationOptions{Options: mediaclient.Options{Transport: tr},
+		ResolveServer: func(_ context.Context, name string) (*federation.ResolvedServerName, error) {
+			return &federation.ResolvedServerName{ServerName: name, HostHeader: "localhost", IPPort: []string{"127.0.0.2:" + strconv.Itoa(r.port())}}, nil
+		}})
+	md, err := f.Download(t.Context(), mustURI(t, "mxc://remote.test/abc"))
+	if got, err := readAll(t, md, err); err != nil || string(got) != "inline" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+}
+
 // TestFederationHeadWithinHeaderTimeout: the head of a federation answer is part of waiting for the
 // answer: dripped so that no read waits long (and with no low-speed limit), it must still be whole
 // within HeaderTimeout.

@@ -220,11 +220,16 @@ func guardControl(ctx context.Context, network, address string, _ syscall.RawCon
 // (DNS rebinding between the two look-ups); AllowPrivateRedirects documents it. g says which rule
 // applies to the hop; the chain's rules choose it (download.guardFor). chain is what the guard
 // learned along the redirect chain so far.
+//
+// The target is where the transport connects: for a remote server that server discovery found at
+// another address than its name (a dial override, federation.go), that address — but a transport
+// that cannot apply the override (not NewFederationTransport's, or through a proxy) connects to the
+// name in the URL, so both are checked, and both must pass.
 func (c *Client) guardHop(req *http.Request, g guard, chain *chainGuard) (*http.Request, error) {
 	if g == guardNone {
 		return req, nil
 	}
-	host, port := dialTarget(req.Context(), req.URL) // the URL's, or where server discovery said to connect
+	host, port, overridden := dialTarget(req.Context(), req.URL) // the URL's, or where server discovery said to connect
 	p := &hopPolicy{c: c, guard: g, host: host, chain: chain}
 	viaProxy := false
 	if t, ok := c.transport.(*http.Transport); ok && t.Proxy != nil {
@@ -238,22 +243,38 @@ func (c *Client) guardHop(req *http.Request, g guard, chain *chainGuard) (*http.
 	if g == guardHome {
 		return req, nil
 	}
-	if a, err := netip.ParseAddr(p.host); err == nil {
-		return req, p.check(req.Context(), netip.AddrPortFrom(a, port))
+	if err := c.preCheck(req, p, host, port, viaProxy); err != nil {
+		return req, err
 	}
-	if c.ownTransport && !viaProxy {
-		return req, nil // the dialer checks
-	}
-	addrs, err := c.lookup(req.Context(), p.host)
-	if err != nil || len(addrs) == 0 {
-		return req, &RedirectError{Reason: "the target's address cannot be checked (it does not resolve here)", Location: redactURL(req.URL)}
-	}
-	for _, a := range addrs {
-		if err := p.check(req.Context(), netip.AddrPortFrom(a, port)); err != nil {
+	if overridden && !appliesDialOverride(c.transport, viaProxy) {
+		q := *p
+		q.host = req.URL.Hostname()
+		if err := c.preCheck(req, &q, q.host, urlPort(req.URL), viaProxy); err != nil {
 			return req, err
 		}
 	}
 	return req, nil
+}
+
+// preCheck checks host and port against p before the hop is sent, where the dialer does not: an
+// address literal always, a name by resolving it here (and refused when it does not resolve).
+func (c *Client) preCheck(req *http.Request, p *hopPolicy, host string, port uint16, viaProxy bool) error {
+	if a, err := netip.ParseAddr(host); err == nil {
+		return p.check(req.Context(), netip.AddrPortFrom(a, port))
+	}
+	if c.ownTransport && !viaProxy {
+		return nil // the dialer checks
+	}
+	addrs, err := c.lookup(req.Context(), host)
+	if err != nil || len(addrs) == 0 {
+		return &RedirectError{Reason: "the target's address cannot be checked (it does not resolve here)", Location: redactURL(req.URL)}
+	}
+	for _, a := range addrs {
+		if err := p.check(req.Context(), netip.AddrPortFrom(a, port)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // urlPort is the port a URL connects to.
