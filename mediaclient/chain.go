@@ -194,6 +194,10 @@ type chainRules struct {
 	maxRedirects int   // redirects followed; one more is ErrTooManyRedirects
 	reResolve    bool  // a target that refuses the request is asked for again from the start
 	closeConns   bool  // connections are closed after use, so that a hop under a stricter guard never reuses one
+
+	// homeHost is the Host header of hops to the home origin, or "" for the URL's host: a remote
+	// server found by server discovery is addressed by the name discovery gave.
+	homeHost string
 }
 
 // chainRules returns the rules of a client download: the homeserver's class is learned and other
@@ -249,6 +253,9 @@ func (d *download) RoundTrip(req *http.Request) (*http.Response, error) {
 		creds := !left
 		hopReq := req.Clone(ctx)
 		hopReq.URL, hopReq.Host = cur, ""
+		if o == d.home {
+			hopReq.Host = d.rules.homeHost
+		}
 		if !creds {
 			for _, h := range c.credentialHeaders {
 				delete(hopReq.Header, h)

@@ -61,10 +61,12 @@ type FederationOptions struct {
 	// ResolveServer finds a remote server from its name. It returns, as mautrix's
 	// federation.ResolveServerName does, the Host to address (HostHeader, with or without a port)
 	// and the addresses to connect to (IPPort, the first is used). Requests go to
-	// https://<HostHeader's host>:<IPPort's port>, and connect to IPPort's host when it differs (an
-	// SRV target; see NewFederationTransport). nil means Matrix server discovery
-	// (federation.ResolveServerName, with its .well-known request made under this client's address
-	// guard and timeouts), its results kept until they expire, for the 1024 servers last asked.
+	// https://<HostHeader's host>:<IPPort's port> with HostHeader as their Host header (the bare
+	// host name where server discovery found no port in the name, as the spec says), and connect
+	// to IPPort's host when it differs (an SRV target; see NewFederationTransport). nil means Matrix
+	// server discovery (federation.ResolveServerName, with its .well-known request made under this
+	// client's address guard and timeouts), its results kept until they expire, for the 1024 servers
+	// last asked.
 	ResolveServer func(ctx context.Context, serverName string) (*federation.ResolvedServerName, error)
 	// AllowPrivateServers lets the remote server itself be on a loopback, private, link-local or
 	// other special-purpose address. By default such a server is refused, as Synapse's
@@ -301,11 +303,11 @@ func (f *FederationClient) plan(ctx context.Context, serverName string) (*fedCal
 	if err != nil {
 		return nil, fmt.Errorf("finding server %q: %w", serverName, err)
 	}
-	base, dial, err := resolvedBase(res)
+	base, host, dial, err := resolvedBase(res)
 	if err != nil {
 		return nil, fmt.Errorf("finding server %q: %w", serverName, err)
 	}
-	fc := &fedCall{f: f, dest: serverName, base: base, dial: dial}
+	fc := &fedCall{f: f, dest: serverName, base: base, host: host, dial: dial}
 	if t, ok := f.unrecognized.Get(serverName); ok {
 		if time.Since(t) < unrecognizedFor {
 			fc.legacy = true
@@ -316,29 +318,32 @@ func (f *FederationClient) plan(ctx context.Context, serverName string) (*fedCal
 	return fc, nil
 }
 
-// resolvedBase turns a discovery result into the base URL of the remote server's federation API and,
-// when the address to connect to is on another host, the dial override that reaches it.
-func resolvedBase(res *federation.ResolvedServerName) (base *url.URL, dial *dialOverride, err error) {
+// resolvedBase turns a discovery result into the base URL of the remote server's federation API,
+// the Host header of requests to it, and, when the address to connect to is on another host, the
+// dial override that reaches it. The Host header is the result's HostHeader: the spec wants the
+// port in it only where the server name (or the delegated name) gave one, so an SRV target's port
+// or the default 8448 is left out, as mautrix's federation client does.
+func resolvedBase(res *federation.ResolvedServerName) (base *url.URL, hostHeader string, dial *dialOverride, err error) {
 	if res == nil || len(res.IPPort) == 0 {
-		return nil, nil, fmt.Errorf("%w: server discovery gave no address", ErrInvalidArgument)
+		return nil, "", nil, fmt.Errorf("%w: server discovery gave no address", ErrInvalidArgument)
 	}
 	hh, err := url.Parse("https://" + res.HostHeader)
 	if err != nil || validServerName(res.HostHeader) != nil || hh.Hostname() == "" {
-		return nil, nil, fmt.Errorf("%w: server discovery gave the host %q", ErrInvalidArgument, truncateForError(res.HostHeader))
+		return nil, "", nil, fmt.Errorf("%w: server discovery gave the host %q", ErrInvalidArgument, truncateForError(res.HostHeader))
 	}
 	th, tp, err := net.SplitHostPort(res.IPPort[0])
 	if err != nil || th == "" {
-		return nil, nil, fmt.Errorf("%w: server discovery gave the address %q", ErrInvalidArgument, truncateForError(res.IPPort[0]))
+		return nil, "", nil, fmt.Errorf("%w: server discovery gave the address %q", ErrInvalidArgument, truncateForError(res.IPPort[0]))
 	}
 	if n, err := strconv.ParseUint(tp, 10, 16); err != nil || n == 0 {
-		return nil, nil, fmt.Errorf("%w: server discovery gave the port %q", ErrInvalidArgument, tp)
+		return nil, "", nil, fmt.Errorf("%w: server discovery gave the port %q", ErrInvalidArgument, tp)
 	}
 	host := strings.ToLower(hh.Hostname())
 	base = &url.URL{Scheme: "https", Host: net.JoinHostPort(host, tp)}
 	if !strings.EqualFold(strings.TrimSuffix(th, "."), strings.TrimSuffix(host, ".")) {
 		dial = &dialOverride{from: base.Host, to: res.IPPort[0]}
 	}
-	return base, dial, nil
+	return base, strings.ToLower(hh.Host), dial, nil
 }
 
 // discover is the default ResolveServer: Matrix server discovery, its results kept until they

@@ -23,6 +23,7 @@ type fedCall struct {
 	f      *FederationClient
 	dest   string          // the remote server's name
 	base   *url.URL        // https://host:port of its federation API
+	host   string          // the Host header of requests to base's origin (server discovery's)
 	dial   *dialOverride   // where to connect instead of base's host, or nil
 	legacy bool            // the remote server lacks federation media: the legacy endpoint is asked
 	meta   json.RawMessage // the metadata part of the first federation answer
@@ -92,7 +93,7 @@ func (d *download) fedDo(offset int64, ifRange string) (*http.Response, error) {
 // servers' guard, any other under the Locations' guard.
 func (fc *fedCall) serverRules(maxRedirects int, reResolve bool) chainRules {
 	return chainRules{homeGuard: fc.f.serverGuard, awayGuard: fc.f.locationGuard, maxRedirects: maxRedirects,
-		reResolve: reResolve, closeConns: fc.f.closeServerConns}
+		reResolve: reResolve, closeConns: fc.f.closeServerConns, homeHost: fc.host}
 }
 
 // context returns ctx with the dial override that reaches the remote server, if it needs one: every
@@ -167,7 +168,7 @@ func (d *download) federationRequest() (*http.Response, *url.URL, error) {
 // the redirects after it bounded, and no retry of its own: a Location that fails is asked for again
 // through the federation endpoint, which hands out a fresh one. A hop on the remote server's own
 // origin (a relative Location, say) reaches it as the federation request did: at the address
-// server discovery found.
+// server discovery found, with its Host header.
 func (d *download) followLocation(loc *url.URL, offset int64, ifRange string) (*http.Response, error) {
 	fc, c := d.fed, d.c
 	h := http.Header{}
@@ -175,7 +176,7 @@ func (d *download) followLocation(loc *url.URL, offset int64, ifRange string) (*
 	rangeHeaders(h, offset, ifRange)
 	d.serverWait = 0
 	d.cacheKey = ""
-	d.rules = chainRules{homeGuard: fc.f.locationGuard, awayGuard: fc.f.locationGuard, maxRedirects: c.maxRedirects}
+	d.rules = chainRules{homeGuard: fc.f.locationGuard, awayGuard: fc.f.locationGuard, maxRedirects: c.maxRedirects, homeHost: fc.host}
 	d.retry.RetryMax = 0
 	d.step = StepLocation
 	return d.sendContext(fc.context(d.ctx), loc.String(), h)

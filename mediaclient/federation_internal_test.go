@@ -18,30 +18,35 @@ import (
 func TestResolvedBase(t *testing.T) {
 	for _, tc := range []struct {
 		hostHeader, ipPort string
-		base, from, to     string // from and to empty: no dial override
+		base, host         string // host: the Host header sent
+		from, to           string // empty: no dial override
 		bad                bool
 	}{
-		{hostHeader: "example.org", ipPort: "example.org:8448", base: "https://example.org:8448"},
-		{hostHeader: "Example.ORG:8448", ipPort: "example.org:8448", base: "https://example.org:8448"},
-		{hostHeader: "matrix.example.org:443", ipPort: "matrix.example.org:443", base: "https://matrix.example.org:443"},
-		{hostHeader: "example.org", ipPort: "matrix-fed.example.net.:8443", base: "https://example.org:8443", from: "example.org:8443", to: "matrix-fed.example.net.:8443"},
-		{hostHeader: "1.2.3.4", ipPort: "1.2.3.4:8448", base: "https://1.2.3.4:8448"},
-		{hostHeader: "[2001:db8::1]:8448", ipPort: "[2001:db8::1]:8448", base: "https://[2001:db8::1]:8448"},
+		{hostHeader: "example.org", ipPort: "example.org:8448", base: "https://example.org:8448", host: "example.org"},
+		{hostHeader: "Example.ORG:8448", ipPort: "example.org:8448", base: "https://example.org:8448", host: "example.org:8448"},
+		{hostHeader: "matrix.example.org:443", ipPort: "matrix.example.org:443", base: "https://matrix.example.org:443", host: "matrix.example.org:443"},
+		{hostHeader: "example.org", ipPort: "matrix-fed.example.net.:8443", base: "https://example.org:8443", host: "example.org", from: "example.org:8443", to: "matrix-fed.example.net.:8443"},
+		{hostHeader: "1.2.3.4", ipPort: "1.2.3.4:8448", base: "https://1.2.3.4:8448", host: "1.2.3.4"},
+		{hostHeader: "[2001:db8::1]:8448", ipPort: "[2001:db8::1]:8448", base: "https://[2001:db8::1]:8448", host: "[2001:db8::1]:8448"},
+		{hostHeader: "[2001:DB8::1]", ipPort: "[2001:db8::1]:8448", base: "https://[2001:db8::1]:8448", host: "[2001:db8::1]"},
 		{hostHeader: "example.org", ipPort: "example.org", bad: true},
 		{hostHeader: "example.org", ipPort: "example.org:0", bad: true},
 		{hostHeader: "user@example.org", ipPort: "example.org:8448", bad: true},
 		{hostHeader: "example.org/path", ipPort: "example.org:8448", bad: true},
+		{hostHeader: "example.org?q", ipPort: "example.org:8448", bad: true},
+		{hostHeader: "exämple.org", ipPort: "xn--exmple-cua.org:8448", bad: true},
+		{hostHeader: "example.org:99999", ipPort: "example.org:8448", bad: true},
 		{hostHeader: "", ipPort: "example.org:8448", bad: true},
 	} {
-		base, dial, err := resolvedBase(&federation.ResolvedServerName{HostHeader: tc.hostHeader, IPPort: []string{tc.ipPort}})
+		base, host, dial, err := resolvedBase(&federation.ResolvedServerName{HostHeader: tc.hostHeader, IPPort: []string{tc.ipPort}})
 		if tc.bad {
 			if !errors.Is(err, ErrInvalidArgument) {
 				t.Errorf("%q %q: err = %v; want ErrInvalidArgument", tc.hostHeader, tc.ipPort, err)
 			}
 			continue
 		}
-		if err != nil || base.String() != tc.base {
-			t.Errorf("%q %q: base %v, %v; want %s", tc.hostHeader, tc.ipPort, base, err, tc.base)
+		if err != nil || base.String() != tc.base || host != tc.host {
+			t.Errorf("%q %q: base %v, Host %q, %v; want %s, %q", tc.hostHeader, tc.ipPort, base, host, err, tc.base, tc.host)
 			continue
 		}
 		var from, to string
@@ -52,7 +57,7 @@ func TestResolvedBase(t *testing.T) {
 			t.Errorf("%q %q: dial override %q → %q; want %q → %q", tc.hostHeader, tc.ipPort, from, to, tc.from, tc.to)
 		}
 	}
-	if _, _, err := resolvedBase(&federation.ResolvedServerName{HostHeader: "example.org"}); !errors.Is(err, ErrInvalidArgument) {
+	if _, _, _, err := resolvedBase(&federation.ResolvedServerName{HostHeader: "example.org"}); !errors.Is(err, ErrInvalidArgument) {
 		t.Errorf("no address: err = %v", err)
 	}
 }

@@ -644,7 +644,8 @@ func TestFederationUnknownKey(t *testing.T) {
 
 // TestFederationDialOverride: a discovery result whose address differs from its host (an SRV
 // target) is reached by address, while the request names the host (TLS and Host header). The
-// remote server listens on 127.0.0.2, where the host, localhost, does not lead.
+// remote server listens on 127.0.0.2, where the host, localhost, does not lead. The Host header is
+// the bare host name, without the SRV target's port, as the spec's server discovery says.
 func TestFederationDialOverride(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.2:0")
 	if err != nil {
@@ -671,8 +672,8 @@ func TestFederationDialOverride(t *testing.T) {
 	if o := m.Hops()[0].Origin; o != "https://localhost:"+port {
 		t.Errorf("origin %q", o)
 	}
-	if reqs := federationRequests(srv); len(reqs) != 1 || reqs[0].Origin != "https://localhost:"+port {
-		t.Errorf("requests %v", reqs)
+	if reqs := federationRequests(srv); len(reqs) != 1 || reqs[0].Origin != "https://localhost" {
+		t.Errorf("requests %v; want one with the Host header localhost", reqs)
 	}
 }
 
@@ -732,6 +733,47 @@ func TestNewFederationClientOptions(t *testing.T) {
 	uri, _ := mediaclient.ParseURI("mxc://remote.test/abc")
 	if _, err := f.Download(t.Context(), uri, mediaclient.DownloadOptions{FileName: "a.png"}); !errors.Is(err, mediaclient.ErrInvalidArgument) {
 		t.Errorf("file name: err = %v; want ErrInvalidArgument", err)
+	}
+}
+
+// TestFederationHostHeader: every request to the remote server's origin — the federation request, a
+// Location on that origin, the legacy endpoint — carries server discovery's Host: the bare host
+// name when the server name (or its delegation) gave no port, as for an SRV target or the default
+// 8448, and host:port when it did.
+func TestFederationHostHeader(t *testing.T) {
+	var r *hostileRemote
+	r = newHostileRemote(t, routes(map[string]http.HandlerFunc{
+		fedPath:  func(w http.ResponseWriter, _ *http.Request) { writeMultipart(w, "Location: /media\r\n") },
+		"/media": func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "located") },
+		"/_matrix/federation/v1/media/download/old":  unrecognized,
+		"/_matrix/media/v3/download/remote.test/old": func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "legacy") },
+	}))
+	for _, hostHeader := range []string{"localhost", "localhost:" + strconv.Itoa(r.port())} {
+		t.Run(hostHeader, func(t *testing.T) {
+			before := len(r.requests())
+			tr := mediaclient.NewFederationTransport()
+			tr.TLSClientConfig = &tls.Config{RootCAs: certPool(r.ts), ServerName: "example.com"}
+			f := hostileFed(t, r, mediaclient.FederationOptions{Options: mediaclient.Options{Transport: tr},
+				ResolveServer: func(_ context.Context, name string) (*federation.ResolvedServerName, error) {
+					// The host name, localhost, is reached at an address of its own (an SRV target).
+					return &federation.ResolvedServerName{ServerName: name, HostHeader: hostHeader, IPPort: []string{r.hostPort()}}, nil
+				}})
+			for _, c := range []struct{ id, want string }{{"abc", "located"}, {"old", "legacy"}} {
+				md, err := f.Download(t.Context(), mustURI(t, "mxc://remote.test/"+c.id))
+				if got, err := readAll(t, md, err); err != nil || string(got) != c.want {
+					t.Fatalf("%s: got %q, %v; want %q", c.id, got, err, c.want)
+				}
+			}
+			reqs := r.requests()[before:]
+			if len(reqs) != 4 {
+				t.Errorf("requests %+v; want the federation request, the Location, and both for the legacy one", reqs)
+			}
+			for _, q := range reqs {
+				if q.Host != hostHeader {
+					t.Errorf("%s: Host %q; want %q", q.Path, q.Host, hostHeader)
+				}
+			}
+		})
 	}
 }
 
