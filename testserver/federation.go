@@ -19,7 +19,6 @@ import (
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/federation"
-
 )
 
 // FederationBehavior decides how the federation media endpoints answer. The zero value answers with
