@@ -578,7 +578,7 @@ func (c checksum) hex() string {
 
 // baseName picks the file name in the output directory: the server's (sanitised) name, which the
 // library takes from the answer that carried the bytes or else from the homeserver's redirect;
-// else the media ID with an extension from the content type.
+// else the media ID with an extension from the content type, through the same checks.
 func (d *downloader) baseName(uri id.ContentURI, m *mediaclient.Media) string {
 	if name := filename.Sanitize(m.FileName); name != "" && d.o.thumbnail == "" {
 		return name
@@ -587,7 +587,7 @@ func (d *downloader) baseName(uri id.ContentURI, m *mediaclient.Media) string {
 	if d.o.thumbnail != "" {
 		stem += fmt.Sprintf("-%dx%d", d.o.width, d.o.height)
 	}
-	return filename.Fit(stem, filename.Extension(m.ContentType))
+	return filename.FromID(stem, filename.Extension(m.ContentType))
 }
 
 // hop is a hop as --json prints it.

@@ -3,16 +3,18 @@ package main
 import (
 	"fmt"
 	"strings"
-	"unicode"
 	"unicode/utf8"
+
+	"github.com/mxfetch/mxfetch/internal/filename"
 )
 
 // escape makes text safe to print on a terminal: control characters (C0, DEL and C1, which start
 // escape sequences, ring the bell or move the cursor), Unicode format characters (category Cf, such
-// as U+202E RIGHT-TO-LEFT OVERRIDE), line and paragraph separators and bytes that are not UTF-8 are
-// shown as Go escapes (\x1b, \u202e, \xff). Everything else, backslashes included, is kept. Every
-// line mxfetch prints on stderr passes through it: its text may come from a server (error
-// messages, file names, paths).
+// as U+202E RIGHT-TO-LEFT OVERRIDE), line and paragraph separators, the other characters that show
+// nothing (U+3164 HANGUL FILLER, noncharacters: every character filename.Invisible drops from a
+// file name) and bytes that are not UTF-8 are shown as Go escapes (\x1b, \u202e, \U0001fffe,
+// \xff). Everything else, backslashes included, is kept. Every line mxfetch prints on stderr passes
+// through it: its text may come from a server (error messages, file names, paths).
 func escape(s string) string {
 	if !needsEscape(s) {
 		return s
@@ -25,6 +27,8 @@ func escape(s string) string {
 			fmt.Fprintf(&b, `\x%02x`, s[i])
 		case r < 0x80 && escapedRune(r):
 			fmt.Fprintf(&b, `\x%02x`, r)
+		case escapedRune(r) && r > 0xffff:
+			fmt.Fprintf(&b, `\U%08x`, r)
 		case escapedRune(r):
 			fmt.Fprintf(&b, `\u%04x`, r)
 		default:
@@ -50,7 +54,5 @@ func needsEscape(s string) bool {
 	return false
 }
 
-// escapedRune reports whether a character is shown escaped.
-func escapedRune(r rune) bool {
-	return r < 0x20 || r >= 0x7f && r < 0xa0 || r > 0x7f && unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
-}
+// escapedRune reports whether a character is shown escaped: what filename.Invisible drops.
+func escapedRune(r rune) bool { return filename.Invisible(r) }

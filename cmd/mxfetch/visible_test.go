@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxfetch/mxfetch/internal/filename"
 	"github.com/mxfetch/mxfetch/testserver"
 )
 
@@ -212,5 +214,35 @@ func TestCurlHabits(t *testing.T) {
 	r := cli(t, "", args(hs(srv), []string{"-j4", "--output", dir, "-vq", uri})...)
 	if got, _ := os.ReadFile(filepath.Join(dir, "c.txt")); r.code != 0 || string(got) != "curl" || !strings.Contains(r.stderr, "GET ") {
 		t.Errorf("exit %d, file %q, stderr %q", r.code, got, r.stderr)
+	}
+}
+
+// TestEscapeInvisible: every character that file names drop as invisible is shown escaped, in text
+// and in --json, and visible text is left alone.
+func TestEscapeInvisible(t *testing.T) {
+	for in, want := range map[string]string{
+		"a\u3164b":         `a\u3164b`,
+		"\u115f.txt":       `\u115f.txt`,
+		"x\ufdd0y\uffff":   `x\ufdd0y\uffff`,
+		"\U0001fffe":       `\U0001fffe`,
+		"\u200b\u2028":     `\u200b\u2028`,
+		"\x1b[2J\u009b":    `\x1b[2J\u009b`,
+		"été \u2764\ufe0f": "été \u2764\ufe0f",
+		"\ufffd":           "\ufffd",
+	} {
+		if got := escape(in); got != want {
+			t.Errorf("escape(%q) = %q; want %q", in, got, want)
+		}
+		data, _ := json.Marshal(in)
+		data = jsonEscapeInvisible(data)
+		var back string
+		if err := json.Unmarshal(data, &back); err != nil || back != in {
+			t.Errorf("JSON of %q: %s (%v)", in, data, err)
+		}
+		for _, r := range string(data) {
+			if filename.Invisible(r) {
+				t.Errorf("JSON of %q holds %U raw: %s", in, r, data)
+			}
+		}
 	}
 }

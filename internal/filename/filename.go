@@ -18,11 +18,22 @@ import (
 // the margin leaves room for the prefix and suffix of a temporary name.
 const MaxLen = 200
 
-// reserved are the device names Windows refuses as file names, with or without an extension.
-var reserved = map[string]bool{
-	"CON": true, "PRN": true, "AUX": true, "NUL": true,
-	"COM1": true, "COM2": true, "COM3": true, "COM4": true, "COM5": true, "COM6": true, "COM7": true, "COM8": true, "COM9": true,
-	"LPT1": true, "LPT2": true, "LPT3": true, "LPT4": true, "LPT5": true, "LPT6": true, "LPT7": true, "LPT8": true, "LPT9": true,
+// reserved are the device names Windows refuses as file names, with or without an extension, in
+// upper case: COM and LPT take the digits 0 to 9 and the superscripts ¹, ² and ³.
+var reserved = func() map[string]bool {
+	m := map[string]bool{"CON": true, "PRN": true, "AUX": true, "NUL": true, "CONIN$": true, "CONOUT$": true}
+	for _, d := range "0123456789\u00b9\u00b2\u00b3" {
+		m["COM"+string(d)], m["LPT"+string(d)] = true, true
+	}
+	return m
+}()
+
+// Reserved reports whether Windows refuses name as a file name: a device name (CON, COM1, LPT², CONIN$,
+// …) in any case, alone or before an extension ("con.txt", "COM0.tar.gz"), with or without spaces
+// before the first dot.
+func Reserved(name string) bool {
+	stem, _, _ := strings.Cut(name, ".")
+	return reserved[strings.ToUpper(strings.TrimSpace(stem))]
 }
 
 // Invisible reports whether r is a character that changes how text around it is shown or is not
@@ -45,7 +56,10 @@ func Invisible(r rune) bool {
 
 // Sanitize returns a safe base name for name, or "" when nothing usable is left. Invisible
 // characters are dropped, spaces other than U+0020 become U+0020, characters that Windows forbids
-// become "_", and a name longer than MaxLen bytes is shortened, keeping its extension.
+// become "_", leading dots (a hidden file, "." or "..") are dropped but a name that was only an
+// extension keeps it (".txt" becomes "_.txt"), spaces around the extension's dot are dropped, a
+// leading "-" (an option to the next "rm *") becomes "_", a Windows device name gives "", and a name
+// longer than MaxLen bytes is shortened, keeping its extension.
 func Sanitize(name string) string {
 	if !utf8.ValidString(name) {
 		name = strings.ToValidUTF8(name, "_")
@@ -69,19 +83,43 @@ func Sanitize(name string) string {
 	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
 		name = name[i+1:]
 	}
-	name = strings.TrimLeft(strings.TrimSpace(name), ".")
+	name = strings.TrimSpace(name)
+	if rest := strings.TrimLeft(name, ". "); rest != name {
+		if rest != "" && !strings.Contains(rest, ".") {
+			rest = "_." + rest // ".txt", ".bashrc": keep what was the extension
+		}
+		name = rest
+	}
 	name = strings.TrimRight(name, ". ")
-	if name == "" {
+	if i := strings.LastIndexByte(name, '.'); i > 0 {
+		stem, ext := strings.TrimRight(name[:i], " "), strings.TrimLeft(name[i+1:], " ")
+		if stem != "" && ext != "" {
+			name = stem + "." + ext // "photo\u00a0.\u00a0jpg": photo.jpg
+		}
+	}
+	if name == "" || Reserved(name) {
 		return ""
 	}
-	stem, _, _ := strings.Cut(name, ".")
-	if reserved[strings.ToUpper(strings.TrimSpace(stem))] {
-		return ""
+	if name[0] == '-' {
+		name = "_" + name[1:]
 	}
 	if len(name) > MaxLen {
 		name = truncate(name)
 	}
 	return name
+}
+
+// FromID returns a safe name made of an identifier that a server chose (a media ID, perhaps with a
+// suffix) and an extension (with its dot, or ""): Fit's name, with Sanitize's checks. It never
+// returns "": a name Sanitize refuses (a device name such as CON) gets "_" before it.
+func FromID(id, ext string) string {
+	if name := Sanitize(Fit(id, ext)); name != "" {
+		return name
+	}
+	if name := Sanitize(Fit("_"+id, ext)); name != "" {
+		return name
+	}
+	return "_" + ext
 }
 
 // truncate shortens name to MaxLen bytes, keeping a short extension, on a rune boundary.

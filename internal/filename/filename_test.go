@@ -12,7 +12,25 @@ func TestSanitize(t *testing.T) {
 		"../../etc/passwd":                 "passwd",
 		`..\..\windows\win.ini`:            "win.ini",
 		"/abs/path/x.png":                  "x.png",
-		".bashrc":                          "bashrc",
+		".bashrc":                          "_.bashrc",
+		".txt":                             "_.txt",
+		"..txt":                            "_.txt",
+		".tar.gz":                          "tar.gz",
+		"\u00a0.txt\u00a0":                 "_.txt",
+		"report\u00a0.\u00a0pdf":           "report.pdf",
+		"-rf --no-preserve-root":           "_rf --no-preserve-root",
+		"--checkpoint-action=exec=sh x.sh": "_-checkpoint-action=exec=sh x.sh",
+		".-n":                              "_.-n",
+		"a-b.txt":                          "a-b.txt",
+		"COM0.log":                         "",
+		"com\u00b9.txt":                    "",
+		"LPT\u00b2":                        "",
+		"lpt9":                             "",
+		"CONIN$":                           "",
+		"conout$.txt":                      "",
+		"CON .txt":                         "",
+		"COM10.txt":                        "COM10.txt",
+		"COM\u2074":                        "COM\u2074",
 		"...":                              "",
 		"..":                               "",
 		".":                                "",
@@ -36,7 +54,7 @@ func TestSanitize(t *testing.T) {
 		"\ufeffbom.txt":              "bom.txt",
 		"\u2066iso\u2069.pdf":        "iso.pdf",
 		"x\u00a0y\u3000z.txt":        "x y z.txt",
-		"\u3164\u115f.txt":           "txt",
+		"\u3164\u115f.txt":           "_.txt",
 		"\u0085next\u009b[2J.txt":    "next[2J.txt",
 		".\u200b./x.txt":             "x.txt",
 		"\u200b":                     "",
@@ -88,6 +106,12 @@ func checkSafe(t *testing.T, name string) {
 	if strings.HasPrefix(name, ".") { // ".", ".." and hidden files
 		t.Fatalf("name %q starts with a dot", name)
 	}
+	if strings.HasPrefix(name, "-") {
+		t.Fatalf("name %q starts with a dash", name)
+	}
+	if Reserved(name) {
+		t.Fatalf("name %q is a Windows device name", name)
+	}
 	if !utf8.ValidString(name) {
 		t.Fatalf("name %q is not valid UTF-8", name)
 	}
@@ -114,6 +138,29 @@ func TestFit(t *testing.T) {
 	}
 	if got := Fit(strings.Repeat("é", 150), ""); len(got) > MaxLen || !utf8.ValidString(got) {
 		t.Errorf("Fit cut a rune: %q", got)
+	}
+}
+
+// TestFromID: a name made of a media ID passes the same checks as a server's file name, and is
+// never empty.
+func TestFromID(t *testing.T) {
+	for _, c := range []struct{ id, ext, want string }{
+		{"abc", ".txt", "abc.txt"},
+		{"-n", "", "_n"},
+		{"--help", ".png", "_-help.png"},
+		{"CON", ".txt", "_CON.txt"},
+		{"com1", "", "_com1"},
+		{"LPT0", ".log", "_LPT0.log"},
+		{"x-100x100", ".jpg", "x-100x100.jpg"},
+	} {
+		got := FromID(c.id, c.ext)
+		if got != c.want {
+			t.Errorf("FromID(%q, %q) = %q; want %q", c.id, c.ext, got, c.want)
+		}
+		checkSafe(t, got)
+	}
+	if got := FromID(strings.Repeat("-", 255), ".jpeg"); len(got) > MaxLen || !strings.HasSuffix(got, ".jpeg") {
+		t.Errorf("FromID of a long ID: %q", got)
 	}
 }
 
