@@ -141,13 +141,17 @@ func (d *outDir) finalize(f *os.File, tmp, name string, clobber bool) error {
 }
 
 // modeFor is the permission of a new file under name: that of the regular file it replaces, or
-// 0644.
+// newFileMode.
 func (d *outDir) modeFor(name string) fs.FileMode {
 	if st, err := d.root.Lstat(name); err == nil && st.Mode().IsRegular() {
 		return st.Mode().Perm()
 	}
-	return 0o644
+	return newFileMode()
 }
+
+// newFileMode is the permission of a new file: 0666 less the umask, as curl, wget and touch give
+// it (0644 under the usual umask 022, 0600 under 077).
+func newFileMode() fs.FileMode { return 0o666 &^ umask() }
 
 // writeFile writes src to a temporary file in d, syncs it and moves it to name. observer sees every
 // byte written. It returns the bytes written.
