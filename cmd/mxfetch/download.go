@@ -19,6 +19,7 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
+	"golang.org/x/term"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
@@ -168,14 +169,17 @@ type downloader struct {
 	o       *options
 	clients *clients
 	stdout  io.Writer
+	stderr  io.Writer
+	fd      *os.File // -o /dev/fd/N: the descriptor, one *os.File for the run (its finalizer closes it)
 	pr      *progress
 	names   *names
 	dir     *outDir // the output directory, or the directory of -o FILE; nil for stdout
 }
 
 func newDownloader(o *options, cs *clients, stdout, stderr io.Writer) (*downloader, error) {
-	live := !o.quiet && !o.json && isTerminal(stderr) && !o.outputIsTerminal(stdout)
-	d := &downloader{o: o, clients: cs, stdout: stdout, names: &names{claimed: map[string]bool{}}}
+	toStderr := o.target != nil && o.target.inherited && o.target.fd == 2
+	live := !o.quiet && !o.json && isTerminal(stderr) && !o.outputIsTerminal(stdout) && !toStderr
+	d := &downloader{o: o, clients: cs, stdout: stdout, stderr: stderr, names: &names{claimed: map[string]bool{}}}
 	switch {
 	case o.outputIsStdout, o.target != nil && o.target.special:
 	case o.outputIsDir:
@@ -209,6 +213,9 @@ func (o *options) outputIsTerminal(stdout io.Writer) bool {
 	}
 	if o.target == nil || !o.target.special {
 		return false
+	}
+	if o.target.inherited {
+		return term.IsTerminal(o.target.fd)
 	}
 	st, err := os.Stat(o.output)
 	if err != nil || st.Mode()&fs.ModeCharDevice == 0 {
@@ -543,8 +550,8 @@ func (d *downloader) request(ctx context.Context, c *mediaclient.Client, uri id.
 // temporary file until the hash matched.
 func (d *downloader) stream(m *mediaclient.Media, src io.Reader, observer io.Writer) (int64, error) {
 	write := func(r io.Reader) (int64, error) {
-		if d.o.outputIsStdout {
-			return io.Copy(d.stdout, r)
+		if w := d.inherited(); w != nil {
+			return io.Copy(w, r)
 		}
 		return writeThrough(d.o.output, r, io.Discard)
 	}
@@ -557,6 +564,24 @@ func (d *downloader) stream(m *mediaclient.Media, src io.Reader, observer io.Wri
 	}
 	defer b.Close()
 	return write(b)
+}
+
+// inherited returns the descriptor that receives the bytes, when the output is one that mxfetch
+// was given (-o -, /dev/stdout, /dev/stderr, /dev/fd/N), or nil.
+func (d *downloader) inherited() io.Writer {
+	t := d.o.target
+	switch {
+	case d.o.outputIsStdout:
+		return d.stdout
+	case t == nil || !t.inherited:
+		return nil
+	case t.fd == 2:
+		return d.stderr
+	}
+	if d.fd == nil {
+		d.fd = os.NewFile(uintptr(t.fd), d.o.output) // one worker writes to a special file
+	}
+	return d.fd
 }
 
 // checksum is a SHA-256 that may be switched off (nil h): then it takes bytes and computes nothing.

@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/mxfetch/mxfetch/internal/filename"
 )
@@ -191,6 +193,12 @@ func (d *outDir) writeFile(name string, src io.Reader, observer io.Writer, clobb
 type target struct {
 	// special is set for a device, FIFO or socket (through symbolic links): written to as it is.
 	special bool
+	// inherited is set, with special, for a path that names a descriptor mxfetch was given
+	// (/dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N): fd is written to as it is, at its
+	// offset and with its flags, as -o - writes to standard output. Opening the path again would
+	// start at offset 0 of a file the shell opened to append to.
+	inherited bool
+	fd        int
 	// dir and name place a regular file: the directory holding the file the path leads to (a
 	// symbolic link is followed, so that it keeps pointing at the new file) and its name there.
 	dir  string
@@ -201,6 +209,9 @@ type target struct {
 
 // resolveTarget decides what -o PATH is.
 func resolveTarget(path string) (*target, error) {
+	if fd, ok := inheritedFD(path); ok {
+		return &target{special: true, inherited: true, fd: fd}, nil
+	}
 	st, err := os.Stat(path)
 	switch {
 	case err == nil && !st.Mode().IsRegular():
@@ -218,6 +229,27 @@ func resolveTarget(path string) (*target, error) {
 		return &target{dir: filepath.Dir(path), name: filepath.Base(path)}, nil
 	}
 	return nil, err
+}
+
+// inheritedFD returns the descriptor that path names, if it names one: /dev/stdin, /dev/stdout,
+// /dev/stderr, /dev/fd/N or /proc/self/fd/N.
+func inheritedFD(path string) (int, bool) {
+	p := filepath.ToSlash(filepath.Clean(path))
+	switch p {
+	case "/dev/stdin":
+		return 0, true
+	case "/dev/stdout":
+		return 1, true
+	case "/dev/stderr":
+		return 2, true
+	}
+	for _, dir := range []string{"/dev/fd/", "/proc/self/fd/"} {
+		if n, ok := strings.CutPrefix(p, dir); ok {
+			fd, err := strconv.Atoi(n)
+			return fd, err == nil && fd >= 0 && strconv.Itoa(fd) == n
+		}
+	}
+	return 0, false
 }
 
 // writeThrough writes src into the special file at path (opened for writing, never created,

@@ -87,3 +87,35 @@ func TestClobberKeepsLinks(t *testing.T) {
 		t.Errorf("left %v", names)
 	}
 }
+
+// TestInheritedDescriptors: /dev/fd/N and /proc/self/fd/N name a descriptor the command was given,
+// written to at its offset (here, appended to); /dev/stdout is -o - in every way, --json's conflict
+// included.
+func TestInheritedDescriptors(t *testing.T) {
+	srv := testserver.New(t, testserver.Config{Profile: testserver.ProfileSynapse})
+	uri := srv.AddMedia([]byte("media\n"), testserver.MediaOptions{}).String()
+	for _, path := range []string{"/dev/fd/3", "/proc/self/fd/3"} {
+		if _, err := os.Stat(filepath.Dir(path)); err != nil {
+			continue
+		}
+		log := filepath.Join(t.TempDir(), "log")
+		os.WriteFile(log, []byte("before\n"), 0o600)
+		f, err := os.OpenFile(log, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := command(t, args(hs(srv), []string{"--api", "v3", "--clobber", "-o", path, uri})...)
+		cmd.ExtraFiles = []*os.File{f}
+		out, err := cmd.CombinedOutput()
+		f.Close()
+		if got, _ := os.ReadFile(log); err != nil || string(got) != "before\nmedia\n" {
+			t.Errorf("-o %s: %v %s; the file holds %q", path, err, out, got)
+		}
+	}
+	if r := cli(t, "", args(hs(srv), []string{"--json", "-o", "/dev/stdout", uri})...); r.code != 2 || !strings.Contains(r.stderr, "--json and -o /dev/stdout both want standard output") {
+		t.Errorf("--json -o /dev/stdout: exit %d %s", r.code, r.stderr)
+	}
+	if r := cli(t, "", args(hs(srv), []string{"--api", "v3", "-o", "/dev/stdout", uri})...); r.code != 0 || r.stdout != "media\n" {
+		t.Errorf("-o /dev/stdout in process: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+}

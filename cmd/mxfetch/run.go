@@ -207,14 +207,7 @@ func (o *options) loadCACert() error {
 func (o *options) checkOutput() error {
 	switch {
 	case o.output == "-":
-		o.outputIsStdout = true
-		if o.json {
-			return usagef("--json and -o - both want standard output")
-		}
-		if o.cont {
-			return usagef("--continue needs a file to continue, not -o -")
-		}
-		return nil
+		return o.useStdout()
 	case o.output == "":
 		o.output, o.outputIsDir = ".", true
 	case strings.HasSuffix(o.output, "/") || strings.HasSuffix(o.output, string(filepath.Separator)):
@@ -236,6 +229,9 @@ func (o *options) checkOutput() error {
 		if err != nil {
 			return usagef("-o %s: %v", o.output, err)
 		}
+		if t.inherited && t.fd == 1 {
+			return o.useStdout() // -o /dev/stdout is -o -
+		}
 		o.target = t
 		if t.special {
 			return nil // any number of URIs, written one after the other
@@ -251,6 +247,18 @@ func (o *options) checkOutput() error {
 	}
 	f.Close()
 	os.Remove(f.Name())
+	return nil
+}
+
+// useStdout makes standard output the output.
+func (o *options) useStdout() error {
+	o.outputIsStdout = true
+	if o.json {
+		return usagef("--json and -o %s both want standard output", o.output)
+	}
+	if o.cont {
+		return usagef("--continue needs a file to continue, not -o %s", o.output)
+	}
 	return nil
 }
 
