@@ -10,10 +10,13 @@ import (
 	"time"
 )
 
-// This file holds what happens when the run is stopped by SIGINT (Ctrl-C) or SIGTERM: the downloads
-// under way are cancelled, a --continue partial copy is kept and anything else unfinished removed,
-// one line per download says which, and the exit status is 128 plus the signal's number (130, 143),
-// the status a shell reports for curl or gh killed by the same signal.
+// This file holds what happens when the run is stopped by SIGINT (Ctrl-C), SIGTERM or SIGHUP (the
+// terminal closed, an ssh session dropped): the downloads under way are cancelled, a --continue
+// partial copy is kept and anything else unfinished removed, one line per download says which
+// (where stderr still takes it), and the exit status is 128 plus the signal's number (130, 143,
+// 129), the status a shell reports for curl or gh killed by the same signal. SIGPIPE is ignored, as
+// curl ignores it: a reader of stderr that goes away (mxfetch -v … 2>&1 | head -1) does not end the
+// downloads, whose notes then go nowhere.
 
 // ending says whether a failed download was ended by the run's own limits, and what it kept.
 type ending struct {
@@ -29,8 +32,11 @@ type signalError struct {
 }
 
 func (e *signalError) Error() string {
-	if e.sig == syscall.SIGTERM {
+	switch e.sig {
+	case syscall.SIGTERM:
 		return "terminated"
+	case syscall.SIGHUP:
+		return "hung up"
 	}
 	return "interrupted"
 }
@@ -47,13 +53,27 @@ func (e *signalError) status() int {
 // supervisor such as timeout(1) signals both the process and its group, so one stop arrives twice.
 const repeatGrace = time.Second
 
-// notifyContext returns a context cancelled, with a *signalError as its cause, by the first SIGINT
-// or SIGTERM. A signal that comes more than repeatGrace later ends the process at once, as if
-// mxfetch did not catch signals (a second Ctrl-C when the first seems not to stop it).
+// stopSignals are the signals that stop a run.
+var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
+
+// notifyContext returns a context cancelled, with a *signalError as its cause, by the first SIGINT,
+// SIGTERM or SIGHUP; a signal the process was started with ignored (nohup, a background job of a
+// script) stays ignored. A signal that comes more than repeatGrace later ends the process at once,
+// as if mxfetch did not catch signals (a second Ctrl-C when the first seems not to stop it). SIGPIPE
+// is ignored from then on: a write to a closed pipe fails with EPIPE instead of killing the process.
 func notifyContext(parent context.Context) (context.Context, func()) {
 	ctx, cancel := context.WithCancelCause(parent)
+	signal.Ignore(syscall.SIGPIPE)
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	var caught []os.Signal
+	for _, s := range stopSignals {
+		if !signal.Ignored(s) {
+			caught = append(caught, s)
+		}
+	}
+	if len(caught) > 0 { // Notify without signals would relay every one
+		signal.Notify(sigs, caught...)
+	}
 	done := make(chan struct{})
 	go watchSignals(sigs, done, cancel, func() <-chan time.Time { return time.After(repeatGrace) }, func() { signal.Stop(sigs) })
 	return ctx, func() {

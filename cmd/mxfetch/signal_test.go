@@ -33,7 +33,12 @@ type running struct {
 // start runs the built binary with env added to the environment.
 func start(t *testing.T, env []string, args ...string) *running {
 	t.Helper()
-	cmd := exec.Command(testbin.Build(t), args...)
+	return startCmd(t, exec.Command(testbin.Build(t), args...), env...)
+}
+
+// startCmd runs cmd, which runs the built binary, with env added to the environment.
+func startCmd(t *testing.T, cmd *exec.Cmd, env ...string) *running {
+	t.Helper()
 	cmd.Env = append(os.Environ(), "MATRIX_HOMESERVER=", "MATRIX_ACCESS_TOKEN=", "HTTP_PROXY=", "http_proxy=", "HTTPS_PROXY=", "https_proxy=", "NO_PROXY=", "no_proxy=")
 	cmd.Env = append(cmd.Env, env...)
 	pipe, err := cmd.StderrPipe()
