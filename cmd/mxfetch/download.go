@@ -133,6 +133,20 @@ func (r *result) fail(err error) *result {
 	return r
 }
 
+// settle makes a failed result say what is on disk: the partial copy kept for --continue (its path
+// and size), the bytes a stream (stdout, a special file) already took, or else nothing (path null,
+// 0 bytes): the unfinished file was removed.
+func (r *result) settle(stream bool) {
+	switch {
+	case r.OK:
+	case r.kept != "":
+		r.Path = r.kept
+	case stream:
+	default:
+		r.removed, r.Path, r.Bytes = r.Bytes, "", 0
+	}
+}
+
 // names hands out file names within one run, so that two downloads never write the same file.
 type names struct {
 	mu      sync.Mutex
@@ -278,6 +292,7 @@ func (d *downloader) run(ctx context.Context) error {
 	var (
 		mu      sync.Mutex
 		emitted int
+		outErr  error // the first failure to write a --json line
 	)
 	finished := func(ji int, r *result) { // record a job's result and print results in input order
 		mu.Lock()
@@ -291,7 +306,9 @@ func (d *downloader) run(ctx context.Context) error {
 		for emitted < len(results) && results[emitted] != nil {
 			if o.json {
 				data, _ := json.Marshal(results[emitted])
-				d.stdout.Write(append(data, '\n'))
+				if _, err := d.stdout.Write(append(data, '\n')); err != nil && outErr == nil {
+					outErr = err
+				}
 			}
 			emitted++
 		}
@@ -352,6 +369,9 @@ func (d *downloader) run(ctx context.Context) error {
 	if se := stoppedBy(ctx); se != nil && stopped > 0 {
 		return se
 	}
+	if outErr != nil {
+		return fmt.Errorf("the --json results could not be written to standard output: %w", outErr)
+	}
 	if failed+stopped > 0 {
 		return errFailed
 	}
@@ -407,6 +427,7 @@ func needsToken(r *result) bool {
 func (d *downloader) one(ctx context.Context, raw string) *result {
 	o := d.o
 	r := &result{URI: raw}
+	defer r.settle(o.outputIsStdout || o.target != nil && o.target.special)
 	if err := ctx.Err(); err != nil {
 		r.queued = true
 		return r.fail(err)

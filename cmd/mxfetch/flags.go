@@ -112,8 +112,10 @@ status, whether credentials were sent, what caused a retry or a resume`)
 var jsonKeys = []struct{ key, doc string }{
 	{"uri", "the URI as given"},
 	{"ok", "true when the file is complete (or was skipped)"},
-	{"path", `where it was written ("-" for stdout), null when nothing was`},
-	{"bytes", "the size of the file as written (a kept partial copy included)"},
+	{"path", `where it was written ("-" for stdout); on failure null, or the
+partial copy kept for --continue (or the stream that took some bytes)`},
+	{"bytes", `the size of the file as written; on failure 0, or the size of the
+kept partial copy (or the bytes the stream took)`},
 	{"sha256", "the SHA-256 of the file as written, null on failure"},
 	{"content_type", "the Content-Type of the answer"},
 	{"hops", `every request sent: [{"step","attempt","method","origin","path",

@@ -6,7 +6,9 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -39,5 +41,23 @@ func TestHangupSaid(t *testing.T) {
 	code, stderr := run.stop(syscall.SIGTERM)
 	if code != 143 || strings.Contains(stderr, "hung up") {
 		t.Errorf("exit %d; want SIGHUP ignored and 143 from SIGTERM:\n%s", code, stderr)
+	}
+}
+
+// TestJSONKeptPath: the --json object of a failed --continue download names the partial copy it
+// kept, with that copy's size.
+func TestJSONKeptPath(t *testing.T) {
+	b := testserver.Behavior{Faults: []testserver.Fault{{Truncate: true, TruncateAt: 1000}}}
+	srv := testserver.New(t, testserver.Config{Behavior: &b})
+	uri := srv.AddMedia(content(50_000, 3), testserver.MediaOptions{FileName: "f.bin"}).String()
+	dir := t.TempDir()
+	r := cli(t, "", args(hs(srv), []string{"--api", "v3", "--json", "--continue", "-o", dir, uri})...)
+	res := r.results(t)
+	if r.code != 1 || len(res) != 1 {
+		t.Fatalf("exit %d %+v", r.code, res)
+	}
+	st, err := os.Stat(res[0].Path)
+	if err != nil || !strings.HasSuffix(res[0].Path, ".part") || filepath.Dir(res[0].Path) != dir || st.Size() != res[0].Bytes || res[0].Bytes == 0 {
+		t.Errorf("path %q, bytes %d; want the kept .part and its size (%v)", res[0].Path, res[0].Bytes, err)
 	}
 }

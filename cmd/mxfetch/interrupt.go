@@ -24,6 +24,7 @@ type ending struct {
 	stopped  bool   // the run was stopped (a signal)
 	queued   bool   // the run was stopped before the download began
 	kept     string // the path of the partial copy kept for --continue, or ""
+	removed  int64  // the size of the unfinished file removed
 }
 
 // signalError is the cause of a run stopped by a signal.
@@ -128,8 +129,8 @@ func (d *downloader) interruptLine(ctx context.Context, r *result) string {
 		msg += fmt.Sprintf("; kept the partial copy %s (%d bytes) for a later --continue run", r.kept, r.Bytes)
 	case r.Path != "" && (d.o.outputIsStdout || d.o.target != nil && d.o.target.special):
 		msg += fmt.Sprintf(" after %d bytes written to %s", r.Bytes, r.Path)
-	case r.Bytes > 0:
-		msg += fmt.Sprintf("; removed the unfinished download (%d bytes)", r.Bytes)
+	case r.removed > 0:
+		msg += fmt.Sprintf("; removed the unfinished download (%d bytes)", r.removed)
 	default:
 		msg += " before any byte arrived; nothing was written"
 	}
