@@ -394,7 +394,7 @@ func (d *downloader) explain(ctx context.Context, r *result, times int) string {
 	case r.stopped:
 		r.stopped = false // a cancellation that is not the run's: a plain failure
 	case r.deadline && d.o.maxTime.d > 0:
-		r.Error = fmt.Sprintf("gave up: --max-time %v passed, after %d bytes (%s)", d.o.maxTime.d, r.Bytes, r.Error)
+		r.Error = fmt.Sprintf("gave up: --max-time %v passed, after %d bytes (%s)", d.o.maxTime.d, r.Bytes+r.removed, r.Error)
 	}
 	return d.failureLine(r, times)
 }
@@ -427,6 +427,7 @@ func needsToken(r *result) bool {
 func (d *downloader) one(ctx context.Context, raw string) *result {
 	o := d.o
 	r := &result{URI: raw}
+	start := time.Now()
 	defer r.settle(o.outputIsStdout || o.target != nil && o.target.special)
 	if err := ctx.Err(); err != nil {
 		r.queued = true
@@ -486,7 +487,7 @@ func (d *downloader) one(ctx context.Context, raw string) *result {
 	if o.outputIsStdout || o.target != nil && o.target.special {
 		r.Path = o.output
 		tr := d.pr.track(o.output, total(m))
-		n, err = d.stream(m, src, io.MultiWriter(sum, tr))
+		n, err = d.stream(ctx, start, m, src, io.MultiWriter(sum, tr))
 		tr.done()
 	} else {
 		name := ""
@@ -567,14 +568,26 @@ func (d *downloader) request(ctx context.Context, c *mediaclient.Client, uri id.
 	return c.Download(ctx, uri)
 }
 
-// stream writes the download to stdout or to a special file. Decrypted bytes wait in a private
-// temporary file until the hash matched.
-func (d *downloader) stream(m *mediaclient.Media, src io.Reader, observer io.Writer) (int64, error) {
+// stream writes the download that began at start to stdout or to a special file, until ctx ends
+// or --max-time passes: a FIFO without a reader is waited for that long. Decrypted bytes wait in a
+// private temporary file until the hash matched.
+func (d *downloader) stream(ctx context.Context, start time.Time, m *mediaclient.Media, src io.Reader, observer io.Writer) (int64, error) {
+	var cancel context.CancelFunc
+	if d.o.maxTime.d > 0 {
+		ctx, cancel = context.WithDeadline(ctx, start.Add(d.o.maxTime.d))
+	} else {
+		ctx, cancel = context.WithCancel(ctx) // ends the poller's wait on a write at the end
+	}
+	defer cancel()
 	write := func(r io.Reader) (int64, error) {
 		if w := d.inherited(); w != nil {
 			return io.Copy(w, r)
 		}
-		return writeThrough(d.o.output, r, io.Discard)
+		n, err := writeThrough(ctx, d.o.output, r, io.Discard)
+		if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+			err = fmt.Errorf("%w (%v)", ctx.Err(), err) // a write the end of ctx cut short
+		}
+		return n, err
 	}
 	if d.o.encrypted == nil {
 		return write(io.TeeReader(src, observer))

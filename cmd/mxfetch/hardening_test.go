@@ -6,12 +6,14 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/mxfetch/mxfetch/internal/testbin"
 	"github.com/mxfetch/mxfetch/testserver"
@@ -59,5 +61,43 @@ func TestJSONKeptPath(t *testing.T) {
 	st, err := os.Stat(res[0].Path)
 	if err != nil || !strings.HasSuffix(res[0].Path, ".part") || filepath.Dir(res[0].Path) != dir || st.Size() != res[0].Bytes || res[0].Bytes == 0 {
 		t.Errorf("path %q, bytes %d; want the kept .part and its size (%v)", res[0].Path, res[0].Bytes, err)
+	}
+}
+
+// TestFIFOMaxTime: -o FIFO without a reader gives up when --max-time passes, and says so; with a
+// reader that comes late, the bytes get through.
+func TestFIFOMaxTime(t *testing.T) {
+	srv := testserver.New(t, testserver.Config{Profile: testserver.ProfileSynapse})
+	data := []byte("read at last")
+	uri := srv.AddMedia(data, testserver.MediaOptions{}).String()
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skip("no FIFOs here:", err)
+	}
+	r := cli(t, "", args(hs(srv), []string{"--api", "v3", "--max-time", "300ms", "-o", fifo, uri})...)
+	if r.code != 1 || !strings.Contains(r.stderr, "gave up: --max-time 300ms passed") || !strings.Contains(r.stderr, "has no reader") {
+		t.Errorf("exit %d:\n%s", r.code, r.stderr)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		f, err := os.Open(fifo) // blocks until the command opens it for writing
+		if err != nil {
+			got <- nil
+			return
+		}
+		b, _ := io.ReadAll(f)
+		f.Close()
+		got <- b
+	}()
+	if r := cli(t, "", args(hs(srv), []string{"--api", "v3", "-o", fifo, uri})...); r.code != 0 {
+		t.Errorf("with a reader: exit %d %s", r.code, r.stderr)
+	}
+	select {
+	case b := <-got:
+		if !bytes.Equal(b, data) {
+			t.Errorf("the reader got %q", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the reader got nothing within 10 s")
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -11,6 +12,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/mxfetch/mxfetch/internal/filename"
 )
@@ -253,9 +256,9 @@ func inheritedFD(path string) (int, bool) {
 }
 
 // writeThrough writes src into the special file at path (opened for writing, never created,
-// truncated or replaced).
-func writeThrough(path string, src io.Reader, observer io.Writer) (int64, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+// truncated or replaced). A FIFO without a reader is waited for until ctx ends.
+func writeThrough(ctx context.Context, path string, src io.Reader, observer io.Writer) (int64, error) {
+	f, err := openThrough(ctx, path)
 	if err != nil {
 		return 0, err
 	}
@@ -264,6 +267,34 @@ func writeThrough(path string, src io.Reader, observer io.Writer) (int64, error)
 		err = cerr
 	}
 	return n, err
+}
+
+// openThrough opens the special file at path for writing without blocking: a FIFO without a
+// reader (ENXIO) is tried again, less often each time, until it has one or ctx ends. The file is
+// left to the runtime's poller where it takes it (a FIFO, a terminal on Linux), so that a write
+// that blocks ends when ctx does; anything else is made blocking again.
+func openThrough(ctx context.Context, path string) (*os.File, error) {
+	wait := time.Millisecond
+	for {
+		f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NONBLOCK, 0)
+		if err == nil {
+			if f.SetWriteDeadline(time.Time{}) != nil { // not in the poller
+				setBlocking(f)
+			} else {
+				context.AfterFunc(ctx, func() { f.SetWriteDeadline(time.Now()) })
+			}
+			return f, nil
+		}
+		if !errors.Is(err, syscall.ENXIO) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%s has no reader: %w", path, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+	}
 }
 
 // buffered holds a whole stream in a private temporary file before handing it on: the plaintext of

@@ -44,3 +44,10 @@ func foreign(st fs.FileInfo) bool {
 	}
 	return int(s.Uid) != os.Geteuid() || st.Mode().Perm()&0o022 != 0 || s.Nlink > 1
 }
+
+// setBlocking puts f back in blocking mode.
+func setBlocking(f *os.File) {
+	if rc, err := f.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { syscall.SetNonblock(int(fd), false) })
+	}
+}
