@@ -210,6 +210,7 @@ func newDownloader(o *options, cs *clients, stdout, stderr io.Writer) (*download
 		d.dir = dir
 	}
 	d.pr = newProgress(live, stderr)
+	d.pr.secret = redactor{token: o.token}
 	return d, nil
 }
 
@@ -306,6 +307,7 @@ func (d *downloader) run(ctx context.Context) error {
 		for emitted < len(results) && results[emitted] != nil {
 			if o.json {
 				data, _ := json.Marshal(results[emitted])
+				data = []byte(d.pr.secret.clean(string(data))) // never a quote: still JSON
 				if _, err := d.stdout.Write(append(data, '\n')); err != nil && outErr == nil {
 					outErr = err
 				}

@@ -16,10 +16,11 @@ import (
 // progress owns stderr. On a terminal it keeps one live line per active download at the bottom of
 // the screen and prints messages above them; elsewhere (or with -q) it draws nothing and messages
 // go straight to stderr. Every message passes through escape, so that server text cannot drive the
-// terminal.
+// terminal, and has the access token hidden (redact.go).
 type progress struct {
 	mu     sync.Mutex
 	w      io.Writer
+	secret redactor // what every message hides
 	live   bool
 	width  func() int
 	start  time.Time
@@ -72,11 +73,11 @@ func (pr *progress) loop() {
 	}
 }
 
-// println prints one message line (escaped) above the bars.
+// println prints one message line (escaped, the token hidden) above the bars.
 func (pr *progress) println(msg string) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
-	line := escape(msg) + "\n"
+	line := escape(pr.secret.clean(msg)) + "\n"
 	if !pr.live || pr.closed {
 		io.WriteString(pr.w, line)
 		return

@@ -314,7 +314,8 @@ func readInput(path string, stdin io.Reader) ([]string, error) {
 
 // run is the whole command: parse, validate, download. Every line it prints on stderr is escaped.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	err := runCommand(ctx, args, stdin, stdout, stderr)
+	var secret redactor // the token, once known
+	err := runCommand(ctx, args, stdin, stdout, stderr, &secret)
 	var ue *usageError
 	var se *signalError
 	if err != nil && !errors.As(err, &se) {
@@ -325,15 +326,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	switch {
 	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "mxfetch: %s\nRun 'mxfetch --help' for usage.\n", escape(err.Error()))
+		fmt.Fprintf(stderr, "mxfetch: %s\nRun 'mxfetch --help' for usage.\n", escape(secret.clean(err.Error())))
 	case errors.Is(err, flag.ErrHelp), errors.Is(err, errFailed), errors.As(err, &se), err == nil:
 	default:
-		fmt.Fprintf(stderr, "mxfetch: %s\n", escape(err.Error()))
+		fmt.Fprintf(stderr, "mxfetch: %s\n", escape(secret.clean(err.Error())))
 	}
 	return err
 }
 
-func runCommand(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+// runCommand runs the command; secret learns the token once the options are read.
+func runCommand(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, secret *redactor) error {
 	o, fs, err := parseArgs(args)
 	if errors.Is(err, flag.ErrHelp) {
 		fs.writeHelp(stdout)
@@ -345,7 +347,9 @@ func runCommand(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		fmt.Fprintf(stdout, "mxfetch %s\n", mediaclient.Version)
 		return nil
 	}
-	if err := o.validate(os.Getenv); err != nil {
+	err = o.validate(os.Getenv)
+	secret.token = o.token
+	if err != nil {
 		return err
 	}
 	if o.demo {
@@ -369,7 +373,7 @@ func runCommand(ctx context.Context, args []string, stdin io.Reader, stdout, std
 			return err
 		}
 		if o.verbose && base != o.homeserver {
-			fmt.Fprintf(stderr, "mxfetch: homeserver %s is %s\n", escape(o.homeserver), escape(base))
+			fmt.Fprintf(stderr, "mxfetch: homeserver %s is %s\n", escape(o.homeserver), escape(secret.clean(base)))
 		}
 		if cs.fixed, err = o.client(base, rt); err != nil {
 			return usagef("%v", strings.TrimPrefix(err.Error(), "mediaclient: new: "))
