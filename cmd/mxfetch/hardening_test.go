@@ -101,3 +101,47 @@ func TestFIFOMaxTime(t *testing.T) {
 		t.Error("the reader got nothing within 10 s")
 	}
 }
+
+// TestWritablePartialPassedOver: a partial copy that others may write to (planted, or made so) is
+// neither adopted nor touched: the download keeps its own copy under the next name, a later
+// --continue run finishes that one with Range, and the planted files stay as they were.
+func TestWritablePartialPassedOver(t *testing.T) {
+	srv := testserver.New(t, testserver.Config{Profile: testserver.ProfileSynapse})
+	want := content(20_000, 6)
+	uri := srv.AddMedia(want, testserver.MediaOptions{FileName: "w.bin"}).String()
+	dir := t.TempDir()
+	first := keptPart(t, srv, dir, uri)
+	planted := bytes.Repeat([]byte("P"), 1000)
+	os.WriteFile(filepath.Join(dir, first), planted, 0o600)
+	os.Chmod(filepath.Join(dir, first), 0o666) // writable by all: another user may have written it
+	os.Chmod(filepath.Join(dir, first+".json"), 0o666)
+	sidecar, _ := os.ReadFile(filepath.Join(dir, first+".json"))
+
+	srv.SetBehavior(testserver.Behavior{Faults: []testserver.Fault{{Truncate: true, TruncateAt: 1000}}})
+	if r := cli(t, "", args(hs(srv), []string{"--api", "v3", "--retries", "0", "--continue", "-o", dir, uri})...); r.code != 1 {
+		t.Fatalf("second run: exit %d %s", r.code, r.stderr)
+	}
+	second := strings.TrimSuffix(first, ".part") + "-1.part"
+	if st, err := os.Stat(filepath.Join(dir, second)); err != nil || st.Mode().Perm() != 0o600 || st.Size() == 0 {
+		t.Fatalf("no private copy under the next name (%v): %v", err, dirNames(t, dir))
+	}
+	srv.SetBehavior(testserver.Behavior{})
+	srv.ResetLog()
+	r := cli(t, "", args(hs(srv), []string{"--api", "v3", "--continue", "-o", dir, uri})...)
+	got, _ := os.ReadFile(filepath.Join(dir, "w.bin"))
+	if r.code != 0 || !bytes.Equal(got, want) {
+		t.Fatalf("third run: exit %d %s; the file is not the media", r.code, r.stderr)
+	}
+	if d := downloads(srv); len(d) != 1 || d[0].Header.Get("Range") == "" {
+		t.Errorf("third run did not finish the kept copy with Range: %d requests", len(d))
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, first)); !bytes.Equal(b, planted) {
+		t.Errorf("the planted copy was written to")
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, first+".json")); !bytes.Equal(b, sidecar) {
+		t.Errorf("the planted sidecar was changed")
+	}
+	if names := dirNames(t, dir); len(names) != 3 {
+		t.Errorf("directory holds %v; want w.bin and the two planted files", names)
+	}
+}

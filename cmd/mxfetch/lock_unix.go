@@ -4,7 +4,6 @@ package main
 
 import (
 	"errors"
-	"io/fs"
 	"os"
 	"syscall"
 )
@@ -24,12 +23,4 @@ func lockFile(f *os.File) error {
 		}
 		return err
 	}
-}
-
-// links is the number of hard links to a file.
-func links(st fs.FileInfo) uint64 {
-	if s, ok := st.Sys().(*syscall.Stat_t); ok {
-		return uint64(s.Nlink)
-	}
-	return 1
 }

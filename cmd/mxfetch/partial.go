@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strconv"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
@@ -47,19 +48,51 @@ type partialMeta struct {
 // errBusy: another process (or download) holds the partial copy.
 var errBusy = errors.New("the partial copy is being written by another mxfetch; try again when it has finished")
 
-// partialName is the name of the partial copy of uri.
-func partialName(uri id.ContentURI) string {
+// partialNames is how many names the partial copy of one media may have. The first name that no
+// other user's file holds (see foreign) is used: a file planted under the predictable name in a
+// shared directory is passed over, never adopted, written to or removed, and the copy starts over
+// under the next name, created private.
+const partialNames = 4
+
+// partialName is the ith name of the partial copy of uri (0 the usual one).
+func partialName(uri id.ContentURI, i int) string {
 	sum := sha256.Sum256([]byte(uri.String()))
-	return ".mxfetch-" + filename.Prefix(uri.FileID, 48) + "-" + hex.EncodeToString(sum[:8]) + ".part"
+	n := ""
+	if i > 0 {
+		n = "-" + strconv.Itoa(i)
+	}
+	return ".mxfetch-" + filename.Prefix(uri.FileID, 48) + "-" + hex.EncodeToString(sum[:8]) + n + ".part"
 }
 
-// openPartial opens (or creates) the partial copy of uri in d and locks it. A name that does not
-// hold a plain regular file of ours (a symbolic link, a FIFO, a file with other hard links) is
-// removed, never followed, and a new copy is started.
+// errForeign: another user's file (see foreign) holds the name.
+var errForeign = errors.New("another user's file holds the name")
+
+// openPartial opens (or creates) the partial copy of uri in d and locks it, under the first of its
+// names that no other user's file holds.
 func (d *outDir) openPartial(uri id.ContentURI) (*partial, error) {
-	name := partialName(uri)
+	for i := range partialNames {
+		p, err := d.openPartialAt(uri, partialName(uri, i))
+		if !errors.Is(err, errForeign) {
+			return p, err
+		}
+	}
+	return nil, fmt.Errorf("cannot keep a partial copy in %s: other users' files hold %s and its %d other names", d.path, partialName(uri, 0), partialNames-1)
+}
+
+// openPartialAt opens (or creates) the partial copy of uri under name and locks it. A name that
+// holds something of the user's other than a plain regular file (a symbolic link, a FIFO) is
+// removed, never followed, and a new copy is started; a file of another user's, or one the group
+// or others may write to or with a second name, is left alone (errForeign).
+func (d *outDir) openPartialAt(uri id.ContentURI, name string) (*partial, error) {
+	meta := name + ".json"
+	if d.foreignAt(meta) {
+		return nil, errForeign
+	}
 	for range 4 {
 		f, err := d.openRegular(name)
+		if errors.Is(err, errForeign) {
+			return nil, err
+		}
 		if err != nil {
 			return nil, fmt.Errorf("cannot write in %s: %w", d.path, err)
 		}
@@ -68,27 +101,40 @@ func (d *outDir) openPartial(uri id.ContentURI) (*partial, error) {
 			return nil, err
 		}
 		// Locked: is the file still the one under the name (not unlinked by a writer that just
-		// finished), with no other name?
+		// finished), and the user's alone?
 		st, err1 := f.Stat()
 		lst, err2 := d.root.Lstat(name)
 		if err1 != nil || err2 != nil || !os.SameFile(st, lst) {
 			f.Close()
 			continue
 		}
-		if links(st) != 1 {
-			d.root.Remove(name)
+		if foreign(st) {
 			f.Close()
-			continue
+			return nil, errForeign
 		}
-		p := &partial{dir: d, name: name, meta: name + ".json", f: f}
+		p := &partial{dir: d, name: name, meta: meta, f: f}
 		p.load(uri, st.Size())
 		return p, nil
 	}
 	return nil, fmt.Errorf("the partial copy %s keeps changing", d.display(name))
 }
 
-// openRegular opens the regular file name for reading and writing, creating it (O_EXCL) when
-// absent; whatever else stands under the name is removed first.
+// foreignAt reports whether another user's file (see foreign) stands under name.
+func (d *outDir) foreignAt(name string) bool {
+	st, err := d.root.Lstat(name)
+	return err == nil && foreign(st)
+}
+
+// removeOwn removes name unless another user's file stands there.
+func (d *outDir) removeOwn(name string) {
+	if st, err := d.root.Lstat(name); err == nil && !foreign(st) {
+		d.root.Remove(name)
+	}
+}
+
+// openRegular opens the regular file name for reading and writing, creating it (O_EXCL, private)
+// when absent; whatever else of the user's stands under the name is removed first, and another
+// user's file is left alone (errForeign).
 func (d *outDir) openRegular(name string) (*os.File, error) {
 	for range 4 {
 		st, err := d.root.Lstat(name)
@@ -101,6 +147,9 @@ func (d *outDir) openRegular(name string) (*os.File, error) {
 		}
 		if err != nil {
 			return nil, err
+		}
+		if foreign(st) {
+			return nil, errForeign
 		}
 		if !st.Mode().IsRegular() {
 			if err := d.root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -135,7 +184,7 @@ func (p *partial) readMeta() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !st.Mode().IsRegular() || st.Size() > 64<<10 {
+	if !st.Mode().IsRegular() || foreign(st) || st.Size() > 64<<10 {
 		return nil, errors.New("not a sidecar")
 	}
 	return p.dir.root.ReadFile(p.meta)
@@ -144,6 +193,9 @@ func (p *partial) readMeta() ([]byte, error) {
 // writeMeta replaces the sidecar (a new file renamed over the name: a link planted there is
 // replaced, not written through).
 func (p *partial) writeMeta(m partialMeta) error {
+	if p.dir.foreignAt(p.meta) {
+		return fmt.Errorf("cannot keep a partial copy: %s: %w", p.dir.display(p.meta), errForeign)
+	}
 	data, _ := json.Marshal(m)
 	f, tmp, err := p.dir.createTemp(p.meta)
 	if err != nil {
@@ -165,14 +217,14 @@ func (p *partial) writeMeta(m partialMeta) error {
 // reset forgets the kept bytes: the download starts over.
 func (p *partial) reset() {
 	p.f.Truncate(0)
-	p.dir.root.Remove(p.meta)
+	p.dir.removeOwn(p.meta)
 	p.offset, p.validator, p.total = 0, "", 0
 }
 
 // discard removes the partial copy and its sidecar.
 func (p *partial) discard() {
 	p.dir.root.Remove(p.name)
-	p.dir.root.Remove(p.meta)
+	p.dir.removeOwn(p.meta)
 	p.offset, p.validator, p.total = 0, "", 0
 	p.gone = true
 }
@@ -249,17 +301,23 @@ func (p *partial) write(name string, m *mediaclient.Media, src io.Reader, observ
 		return size, err
 	}
 	p.dir.root.Remove(p.name) // still there after a link
-	p.dir.root.Remove(p.meta)
+	p.dir.removeOwn(p.meta)
 	p.gone = true
 	return size, nil
 }
 
-// removeStalePartial removes the partial copy of uri left by an earlier --continue run, once the
-// media has been downloaded in full; a copy another process is writing is left alone.
+// removeStalePartial removes the partial copies of uri left by an earlier --continue run, once the
+// media has been downloaded in full; a copy another process is writing, and another user's file,
+// are left alone.
 func (d *outDir) removeStalePartial(uri id.ContentURI) {
-	name := partialName(uri)
+	for i := range partialNames {
+		d.removeStale(partialName(uri, i))
+	}
+}
+
+func (d *outDir) removeStale(name string) {
 	st, err := d.root.Lstat(name)
-	if err != nil {
+	if err != nil || foreign(st) {
 		return
 	}
 	if st.Mode().IsRegular() {
@@ -276,5 +334,5 @@ func (d *outDir) removeStalePartial(uri id.ContentURI) {
 		}
 	}
 	d.root.Remove(name)
-	d.root.Remove(name + ".json")
+	d.removeOwn(name + ".json")
 }

@@ -34,15 +34,18 @@ func umask() fs.FileMode {
 	return fs.FileMode(old) & fs.ModePerm
 }
 
-// foreign reports a file that is not the user's alone: owned by another user, writable by the
-// group or by others, or with more than one name. Such a file in the output directory is never
-// written to, adopted or removed.
+// foreign reports a file (as Lstat describes it) that is not the user's alone: owned by another
+// user or, for a regular file, writable by the group or by others, or with more than one name. Such
+// a file in the output directory is never written to, adopted or removed.
 func foreign(st fs.FileInfo) bool {
 	s, ok := st.Sys().(*syscall.Stat_t)
 	if !ok {
 		return false
 	}
-	return int(s.Uid) != os.Geteuid() || st.Mode().Perm()&0o022 != 0 || s.Nlink > 1
+	if int(s.Uid) != os.Geteuid() {
+		return true
+	}
+	return st.Mode().IsRegular() && (st.Mode().Perm()&0o022 != 0 || s.Nlink > 1)
 }
 
 // setBlocking puts f back in blocking mode.
