@@ -185,6 +185,7 @@ type downloader struct {
 	stdout  io.Writer
 	stderr  io.Writer
 	fd      *os.File // -o /dev/fd/N: the descriptor, one *os.File for the run (its finalizer closes it)
+	tty     bool     // the bytes go to a terminal: text only (terminal.go)
 	pr      *progress
 	names   *names
 	dir     *outDir // the output directory, or the directory of -o FILE; nil for stdout
@@ -192,8 +193,9 @@ type downloader struct {
 
 func newDownloader(o *options, cs *clients, stdout, stderr io.Writer) (*downloader, error) {
 	toStderr := o.target != nil && o.target.inherited && o.target.fd == 2
-	live := !o.quiet && !o.json && isTerminal(stderr) && !o.outputIsTerminal(stdout) && !toStderr
-	d := &downloader{o: o, clients: cs, stdout: stdout, stderr: stderr, names: &names{claimed: map[string]bool{}}}
+	tty := o.outputIsTerminal(stdout)
+	live := !o.quiet && !o.json && isTerminal(stderr) && !tty && !toStderr
+	d := &downloader{o: o, clients: cs, stdout: stdout, stderr: stderr, tty: tty, names: &names{claimed: map[string]bool{}}}
 	switch {
 	case o.outputIsStdout, o.target != nil && o.target.special:
 	case o.outputIsDir:
@@ -582,6 +584,9 @@ func (d *downloader) stream(ctx context.Context, start time.Time, m *mediaclient
 	}
 	defer cancel()
 	write := func(r io.Reader) (int64, error) {
+		if d.tty {
+			r = &terminalText{r: r}
+		}
 		if w := d.inherited(); w != nil {
 			return io.Copy(w, r)
 		}

@@ -58,10 +58,12 @@ without a scheme is tried as https); without it, and without a token, the
 server named in each URI is looked up the same way`)
 	fs.str(&o.token, spell("token"), "TOKEN", "access token (env MATRIX_ACCESS_TOKEN), sent to the homeserver only")
 	fs.str(&o.tokenFile, spell("token-file"), "PATH", "read the access token from a file")
-	fs.str(&o.output, spell("o", "output"), "PATH", `where to write: an existing directory (or a path ending in /) receives
-the files; otherwise PATH is the file name (one URI only); "-" writes to
-stdout; no -o: the current directory. A device, FIFO or terminal
-(/dev/null, /dev/stdout) is written to as it is, never replaced`)
+	fs.str(&o.output, spell("o", "output"), "PATH", `where to write: an existing directory, or a path ending in / (created
+with its parents), receives the files; otherwise PATH is the file name
+(one URI only); no -o: the current directory. "-" writes to stdout, as
+do /dev/stdout, /dev/stderr and /dev/fd/N to theirs; to a terminal, text
+only (a download stops before binary or control bytes: pipe it for
+those). A device or FIFO (/dev/null) is written to, never replaced`)
 	fs.str(&o.thumbnail, spell("thumbnail"), "WxH", "fetch a thumbnail of that size instead of the full media")
 	fs.str(&o.method, spell("method"), "crop|scale", "thumbnail method (none sent unless given)")
 	fs.bool(&o.animated, spell("animated"), "ask for an animated thumbnail")
@@ -180,8 +182,9 @@ answered; -v adds every request. Server text is shown with control and format ch
 SECONDS is a number of seconds (2.5) or a duration (1m30s, 300ms).
 
 Exit status: 0 all downloaded; 1 at least one failed; 2 usage error; 130 interrupted (SIGINT,
-Ctrl-C) and 143 terminated (SIGTERM), as a shell reports curl killed by them: a --continue partial
-copy is kept, anything else unfinished removed, and one line says which.
+Ctrl-C), 143 terminated (SIGTERM) and 129 hung up (SIGHUP), as a shell reports curl killed by
+them: a --continue partial copy is kept, anything else unfinished removed, and one line says
+which. SIGPIPE is ignored: a closed stderr does not stop the downloads.
 `)
 	io.WriteString(w, b.String())
 }

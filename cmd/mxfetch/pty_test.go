@@ -141,3 +141,19 @@ func TestStallOnTerminal(t *testing.T) {
 		t.Errorf("the download did not go on in its one request (%d):\n%q", len(downloads(srv)), screen)
 	}
 }
+
+// TestBinaryToTerminal: -o - to a terminal prints text, and stops a binary download before its
+// first byte reaches the screen, saying how to get the bytes.
+func TestBinaryToTerminal(t *testing.T) {
+	srv := testserver.New(t, testserver.Config{Profile: testserver.ProfileSynapse})
+	txt := srv.AddMedia([]byte("hello, terminal\n"), testserver.MediaOptions{ContentType: "text/plain"})
+	png := srv.AddMedia([]byte("\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x1b[2J"), testserver.MediaOptions{ContentType: "image/png"})
+	code, screen := onTerminal(t, "--homeserver", srv.URL, "--token", srv.AccessToken, "--api", "v3", "-o", "-", txt.String())
+	if code != 0 || !strings.Contains(screen, "hello, terminal") {
+		t.Errorf("text: exit %d:\n%q", code, screen)
+	}
+	code, screen = onTerminal(t, "--homeserver", srv.URL, "--token", srv.AccessToken, "--api", "v3", "-o", "-", png.String())
+	if code != 1 || strings.Contains(screen, "PNG") || strings.Contains(screen, "\x1b[2J") || !strings.Contains(screen, "binary output can mess up your terminal") || !strings.Contains(screen, "| cat") {
+		t.Errorf("binary: exit %d:\n%q", code, screen)
+	}
+}
