@@ -452,6 +452,7 @@ func (d *downloader) one(ctx context.Context, raw string) *result {
 	if err != nil {
 		return r.fail(err)
 	}
+	ctx = d.clients.guard(ctx, uri.Homeserver)
 	ctx = mediaclient.WithTrace(ctx, d.newWatch(raw).trace())
 	var part *partial
 	if o.cont && d.dir != nil {

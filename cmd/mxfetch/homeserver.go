@@ -25,7 +25,8 @@ var errDiscovery = errors.New("cannot find the homeserver")
 // URL. A value with a scheme is a URL and is taken as it is. A value without one is a server name,
 // looked up as the client-server spec says: https://NAME/.well-known/matrix/client names the base
 // URL, and a 404 there means https://NAME itself. A scheme-less value with a path is a URL
-// without its scheme and gets https.
+// without its scheme and gets https. When ctx carries an address policy (guard.go), the lookup's
+// redirects and connections and the base URL it finds must keep to it.
 func resolveHomeserver(ctx context.Context, hc *http.Client, value string) (string, error) {
 	v := strings.TrimSpace(value)
 	if strings.Contains(v, "://") {
@@ -45,13 +46,18 @@ func resolveHomeserver(ctx context.Context, hc *http.Client, value string) (stri
 		}
 		return "", fmt.Errorf("%w %q: %s: %w; if it speaks plain http, pass --homeserver http://%s", errDiscovery, value, where, err, v)
 	}
-	if wk == nil {
-		return "https://" + v, nil // 404: the server name is the homeserver
+	base := "https://" + v // 404: the server name is the homeserver
+	if wk != nil {
+		base = strings.TrimRight(strings.TrimSpace(wk.Homeserver.BaseURL), "/")
 	}
-	base := strings.TrimRight(strings.TrimSpace(wk.Homeserver.BaseURL), "/")
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
 		return "", fmt.Errorf("%w %q: %s gives no usable m.homeserver base_url (%q)", errDiscovery, value, where, truncate(base, 200))
+	}
+	if p := policyOf(ctx); p != nil {
+		if err := p.checkURL(ctx, u); err != nil {
+			return "", fmt.Errorf("%w %q: %s names %s as its homeserver: %w", errDiscovery, value, where, truncate(base, 200), err)
+		}
 	}
 	return base, nil
 }
@@ -79,9 +85,10 @@ type clients struct {
 }
 
 type clientEntry struct {
-	once sync.Once
-	c    *mediaclient.Client
-	err  error
+	once   sync.Once
+	c      *mediaclient.Client
+	err    error
+	policy *addrPolicy // the addresses its downloads may reach (guard.go)
 }
 
 // forServer returns the client for the media of a server name.
@@ -98,7 +105,8 @@ func (cs *clients) forServer(ctx context.Context, server string) (*mediaclient.C
 	cs.mu.Unlock()
 	e.once.Do(func() {
 		var base string
-		base, e.err = resolveHomeserver(ctx, cs.discover, server)
+		e.policy = newAddrPolicy(ctx, server)
+		base, e.err = resolveHomeserver(withPolicy(ctx, e.policy), cs.discover, server)
 		if e.err == nil && cs.o.verbose && cs.note != nil {
 			cs.note(fmt.Sprintf("mxfetch: the media of %s comes from the homeserver %s", server, base))
 		}
@@ -107,4 +115,19 @@ func (cs *clients) forServer(ctx context.Context, server string) (*mediaclient.C
 		}
 	})
 	return e.c, e.err
+}
+
+// guard returns ctx with the address policy of the downloads of a server name's media, when its
+// homeserver was looked up from the name (forServer, which must have returned first).
+func (cs *clients) guard(ctx context.Context, server string) context.Context {
+	if cs.fixed != nil || cs.fixedIn != nil {
+		return ctx
+	}
+	cs.mu.Lock()
+	e := cs.byName[server]
+	cs.mu.Unlock()
+	if e == nil || e.policy == nil {
+		return ctx
+	}
+	return withPolicy(ctx, e.policy)
 }

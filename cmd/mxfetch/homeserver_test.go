@@ -1,15 +1,21 @@
 package main
 
 import (
+	"context"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/mxfetch/mxfetch/mediaclient"
 	"github.com/mxfetch/mxfetch/testserver"
 )
 
@@ -81,5 +87,77 @@ func TestHomeserverFromURI(t *testing.T) {
 	}
 	if reqs := downloads(srv); len(reqs) == 0 || reqs[0].HasCredentials() {
 		t.Errorf("requests %+v", reqs)
+	}
+}
+
+// publicPort returns a classify that takes the addresses with port for public ones: a server name
+// on loopback that plays a public one.
+func publicPort(port string) func(netip.AddrPort) string {
+	return func(ap netip.AddrPort) string {
+		if fmt.Sprint(ap.Port()) == port {
+			return classPublic
+		}
+		return classify(ap)
+	}
+}
+
+// TestDiscoveryStaysPublic: the .well-known of a public server name (from a URI, without a token)
+// cannot send mxfetch into loopback space, by its base_url or by a redirect, and nothing is asked
+// of the address it named; a server name on loopback may name loopback (TestHomeserverFromURI).
+func TestDiscoveryStaysPublic(t *testing.T) {
+	srv := testserver.New(t, testserver.Config{Profile: testserver.ProfileLegacy})
+	base := srv.URL
+	name, ca := wellKnown(t, &base)
+	_, port, _ := net.SplitHostPort(name)
+	ctx := context.WithValue(t.Context(), classifyKey{}, publicPort(port))
+	t.Setenv("MATRIX_HOMESERVER", "")
+	t.Setenv("MATRIX_ACCESS_TOKEN", "")
+	r := cliCtx(t, ctx, "", "--cacert", ca, "-o", t.TempDir(), "mxc://"+name+"/abc")
+	if r.code != 1 || !strings.Contains(r.stderr, "a loopback address") || !strings.Contains(r.stderr, "--homeserver URL") {
+		t.Errorf("base_url on loopback: exit %d %s", r.code, r.stderr)
+	}
+	if n := len(srv.Requests()); n != 0 {
+		t.Errorf("the loopback homeserver got %d requests", n)
+	}
+
+	// A redirect of the .well-known into loopback is not followed.
+	var asked atomic.Int32
+	inside := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { asked.Add(1) }))
+	defer inside.Close()
+	redirector := httptest.NewTLSServer(http.RedirectHandler(inside.URL+"/.well-known/matrix/client", http.StatusFound))
+	defer redirector.Close()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	os.WriteFile(caFile, append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: redirector.Certificate().Raw}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: inside.Certificate().Raw})...), 0o644)
+	rname := strings.TrimPrefix(redirector.URL, "https://")
+	_, rport, _ := net.SplitHostPort(rname)
+	ctx = context.WithValue(t.Context(), classifyKey{}, publicPort(rport))
+	r = cliCtx(t, ctx, "", "--cacert", caFile, "-o", t.TempDir(), "mxc://"+rname+"/abc")
+	if r.code != 1 || !strings.Contains(r.stderr, "a loopback address") || asked.Load() != 0 {
+		t.Errorf("redirect into loopback: exit %d, %d requests inside: %s", r.code, asked.Load(), r.stderr)
+	}
+}
+
+// TestGuardDials: a connection that reaches an address the request's policy does not allow is
+// closed before anything is sent on it, and the error is final (not retried by the library).
+func TestGuardDials(t *testing.T) {
+	var asked atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { asked.Add(1) }))
+	defer srv.Close()
+	tr := guardDials(mediaclient.NewTransport())
+	defer tr.CloseIdleConnections()
+	p := &addrPolicy{server: "example.org", allowed: map[string]bool{classPublic: true}, classify: classify}
+	req, _ := http.NewRequestWithContext(withPolicy(t.Context(), p), http.MethodGet, srv.URL, nil)
+	resp, err := tr.RoundTrip(req)
+	if err == nil {
+		resp.Body.Close()
+	}
+	if !errors.Is(err, errNotAllowed) || !errors.Is(err, mediaclient.ErrRedirectRefused) || asked.Load() != 0 {
+		t.Errorf("err %v, %d requests; want the connection refused before the request", err, asked.Load())
+	}
+	req, _ = http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL, nil)
+	if resp, err := tr.RoundTrip(req); err != nil || resp.StatusCode != 200 {
+		t.Errorf("without a policy: %v", err)
+	} else {
+		resp.Body.Close()
 	}
 }

@@ -397,16 +397,17 @@ func (o *options) baseTransport() *http.Transport {
 	return t
 }
 
-// transport returns the transport for the clients: the library's own, unwrapped, so that the
-// library sees through it to a proxy (HTTP_PROXY, HTTPS_PROXY) and checks redirect targets there.
+// transport returns the transport for the clients: the library's own, unwrapped (its dialer only
+// checks more), so that the library sees through it to a proxy (HTTP_PROXY, HTTPS_PROXY) and
+// checks redirect targets there.
 // Each download reports its requests through the library's Trace (observe.go).
 func (o *options) transport() http.RoundTripper {
-	return o.baseTransport()
+	return guardDials(o.baseTransport()) // a looked-up homeserver's downloads keep to their addresses
 }
 
 // discoveryClient is the HTTP client of .well-known lookups.
 func (o *options) discoveryClient() *http.Client {
-	return &http.Client{Transport: o.baseTransport(), Timeout: discoveryTimeout}
+	return &http.Client{Transport: guardDials(o.baseTransport()), Timeout: discoveryTimeout, CheckRedirect: checkRedirect}
 }
 
 // client builds the mediaclient.Client the options describe, for the homeserver at base.
