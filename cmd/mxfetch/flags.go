@@ -194,10 +194,7 @@ which. SIGPIPE is ignored: a closed stderr does not stop the downloads.
 // (one-letter switches run together) becomes "-v" "-q". Arguments after "--", values of flags and
 // the flag package's own spellings are left alone.
 func (fs *flagSet) curlSpellings(args []string) []string {
-	isBool := func(f *flag.Flag) bool {
-		b, ok := f.Value.(interface{ IsBoolFlag() bool })
-		return ok && b.IsBoolFlag()
-	}
+	isBool := isBoolFlag
 	var out []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
@@ -246,6 +243,9 @@ func parseArgs(args []string) (*options, *flagSet, error) {
 	o := &options{}
 	fs := newFlagSet(o)
 	args = fs.curlSpellings(args)
+	if bad := fs.unknown(args); bad != "" {
+		return nil, fs, usagef("unknown flag %s", bad)
+	}
 	var rest []string
 	if i := indexOf(args, "--"); i >= 0 {
 		args, rest = args[:i], args[i+1:]
@@ -265,6 +265,37 @@ func parseArgs(args []string) (*options, *flagSet, error) {
 	}
 	o.uris = append(o.uris, rest...)
 	return o, fs, nil
+}
+
+// unknown returns the first flag in args that is not defined, spelled as it was given ("--bogus",
+// where the flag package would say "-bogus"), or "". It reads args as the flag package will:
+// values of flags are skipped, "--" ends the flags, and -h and --help are known.
+func (fs *flagSet) unknown(args []string) string {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return ""
+		}
+		if len(a) < 2 || a[0] != '-' {
+			continue // a URI
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		f := fs.Lookup(name)
+		switch {
+		case name == "h" || name == "help":
+		case f == nil:
+			spelled, _, _ := strings.Cut(a, "=")
+			return spelled
+		case !hasValue && !isBoolFlag(f):
+			i++ // its value
+		}
+	}
+	return ""
+}
+
+func isBoolFlag(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }
 
 func indexOf(args []string, s string) int {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -44,7 +45,7 @@ func resolveHomeserver(ctx context.Context, hc *http.Client, value string) (stri
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return "", fmt.Errorf("%w %q: %s: %w; if it speaks plain http, pass --homeserver http://%s", errDiscovery, value, where, err, v)
+		return "", fmt.Errorf("%w %q: %s: %w; %s", errDiscovery, value, where, err, discoveryHint(err, v))
 	}
 	base := "https://" + v // 404: the server name is the homeserver
 	if wk != nil {
@@ -60,6 +61,17 @@ func resolveHomeserver(ctx context.Context, hc *http.Client, value string) (stri
 		}
 	}
 	return base, nil
+}
+
+// discoveryHint says what may help when the .well-known lookup of name failed with err: a name
+// that does not exist needs the homeserver's URL; one that answers, but not over https, may speak
+// plain http.
+func discoveryHint(err error, name string) string {
+	var dns *net.DNSError
+	if errors.As(err, &dns) && dns.IsNotFound {
+		return "no such host: pass --homeserver URL, the homeserver's address (https://matrix.example.org)"
+	}
+	return "if it speaks plain http, pass --homeserver http://" + name
 }
 
 // truncate shortens s to at most n bytes for a message.

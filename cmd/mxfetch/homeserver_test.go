@@ -161,3 +161,16 @@ func TestGuardDials(t *testing.T) {
 		resp.Body.Close()
 	}
 }
+
+// TestDiscoveryHint: a server name that does not exist is told to pass the homeserver's URL; one
+// that fails otherwise (TLS, a refused connection) may speak plain http.
+func TestDiscoveryHint(t *testing.T) {
+	notFound := fmt.Errorf("get: %w", &net.DNSError{Err: "no such host", Name: "nowhere.invalid", IsNotFound: true})
+	if h := discoveryHint(notFound, "nowhere.invalid"); !strings.Contains(h, "pass --homeserver URL") || strings.Contains(h, "http://nowhere") {
+		t.Errorf("no such host: %q", h)
+	}
+	refused := &net.OpError{Op: "dial", Err: errors.New("connection refused")}
+	if h := discoveryHint(refused, "localhost:8008"); !strings.Contains(h, "--homeserver http://localhost:8008") {
+		t.Errorf("refused: %q", h)
+	}
+}

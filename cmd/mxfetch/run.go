@@ -237,7 +237,7 @@ func (o *options) checkOutput() error {
 			return nil // any number of URIs, written one after the other
 		}
 		if len(o.uris) > 1 {
-			return usagef("-o %s names one file but %d URIs were given; pass a directory", o.output, len(o.uris))
+			return usagef("-o %s names one file but %d URIs were given; pass a directory (-o %s/ creates it)", o.output, len(o.uris), o.output)
 		}
 		dir = t.dir
 	}
@@ -361,7 +361,7 @@ func runCommand(ctx context.Context, args []string, stdin io.Reader, stdout, std
 			return err
 		}
 		if o.target != nil && !o.target.special && len(unique(uris)) != 1 {
-			return usagef("-o %s names one file but -i gave %d URIs; pass a directory", o.output, len(uris))
+			return usagef("-o %s names one file but -i gave %d URIs; pass a directory (-o %s/ creates it)", o.output, len(uris), o.output)
 		}
 		o.uris = uris
 	}

@@ -201,7 +201,10 @@ func TestUsageErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{args(hs(srv), []string{"--bogus", uri}), "bogus"},
+		{args(hs(srv), []string{"--bogus", uri}), "unknown flag --bogus\n"},
+		{args(hs(srv), []string{uri, "-o", "x", "--bogus=1"}), "unknown flag --bogus\n"},
+		{args(hs(srv), []string{"-vz", uri}), "unknown flag -vz\n"},
+		{args(hs(srv), []string{"-o", filepath.Join(dir, "newdir"), uri, uri + "x"}), "(-o " + filepath.Join(dir, "newdir") + "/ creates it)"},
 		{args(hs(srv), []string{"https://example.org/x"}), "not an mxc"},
 		{args(hs(srv), []string{"mxc://server/a/b"}), "invalid content URI"},
 		{args(hs(srv), []string{uri, "mxc://server/../x"}), "invalid content URI"},
