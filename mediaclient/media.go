@@ -27,8 +27,8 @@ type Media struct {
 	// when the server did not say.
 	ContentLength int64
 	// FileName is the sanitised file name from Content-Disposition (base name only, no control or
-	// format characters, no leading dot) of the answer that carried the bytes, or of the homeserver's
-	// redirect when the target gave none; "" when neither did.
+	// format characters, no leading dot or dash, no Windows device name) of the answer that carried
+	// the bytes, or of the homeserver's redirect when the target gave none; "" when neither did.
 	FileName string
 	// Header holds the headers of the first successful answer.
 	Header http.Header

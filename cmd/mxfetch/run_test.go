@@ -406,7 +406,7 @@ func TestFileNames(t *testing.T) {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
 	res := r.results(t)
-	want := []string{"same.txt", "same-" + u2.FileID + ".txt", "escape.txt", "_.bashrc", dev.FileID} // a leading dot would hide the file
+	want := []string{"same.txt", "same-" + u2.FileID + ".txt", "escape.txt", "bashrc", dev.FileID}
 	for i, w := range want {
 		if res[i].Path != filepath.Join(dir, w) {
 			t.Errorf("result %d path %s; want %s", i, res[i].Path, w)

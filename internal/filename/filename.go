@@ -57,7 +57,7 @@ func Invisible(r rune) bool {
 // Sanitize returns a safe base name for name, or "" when nothing usable is left. Invisible
 // characters are dropped, spaces other than U+0020 become U+0020, characters that Windows forbids
 // become "_", leading dots (a hidden file, "." or "..") are dropped but a name that was only an
-// extension keeps it (".txt" becomes "_.txt"), spaces around the extension's dot are dropped, a
+// extension the table of Extension knows keeps it (".txt" becomes "_.txt", ".bashrc" "bashrc"), spaces around the extension's dot are dropped, a
 // leading "-" (an option to the next "rm *") becomes "_", a Windows device name gives "", and a name
 // longer than MaxLen bytes is shortened, keeping its extension.
 func Sanitize(name string) string {
@@ -85,8 +85,8 @@ func Sanitize(name string) string {
 	}
 	name = strings.TrimSpace(name)
 	if rest := strings.TrimLeft(name, ". "); rest != name {
-		if rest != "" && !strings.Contains(rest, ".") {
-			rest = "_." + rest // ".txt", ".bashrc": keep what was the extension
+		if known[strings.ToLower("."+rest)] {
+			rest = "_." + rest // ".txt" keeps its extension; ".bashrc" becomes "bashrc"
 		}
 		name = rest
 	}
@@ -259,6 +259,15 @@ var extensions = map[string]string{
 	"font/woff":  ".woff",
 	"font/woff2": ".woff2",
 }
+
+// known holds the extensions of the table, as a name ends in them.
+var known = func() map[string]bool {
+	m := map[string]bool{}
+	for _, ext := range extensions {
+		m[ext] = true
+	}
+	return m
+}()
 
 // Extension returns the file name extension (with its dot) for a Content-Type value, or "" for a
 // type that is unknown, malformed or application/octet-stream. Parameters such as charset are
