@@ -55,7 +55,8 @@ func newFlagSet(o *options) *flagSet {
 	fs.str(&o.homeserver, spell("homeserver"), "URL|NAME", `the homeserver (env MATRIX_HOMESERVER): a base URL, or a server name such
 as example.org, looked up at https://NAME/.well-known/matrix/client (a URL
 without a scheme is tried as https); without it, and without a token, the
-server named in each URI is looked up the same way`)
+server named in each URI is looked up the same way, and a public name may
+not lead into loopback, private or link-local addresses`)
 	fs.str(&o.token, spell("token"), "TOKEN", "access token (env MATRIX_ACCESS_TOKEN), sent to the homeserver only")
 	fs.str(&o.tokenFile, spell("token-file"), "PATH", "read the access token from a file")
 	fs.str(&o.output, spell("o", "output"), "PATH", `where to write: an existing directory, or a path ending in / (created
