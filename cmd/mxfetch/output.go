@@ -154,10 +154,6 @@ func (d *outDir) modeFor(name string) fs.FileMode {
 	return newFileMode()
 }
 
-// newFileMode is the permission of a new file: 0666 less the umask, as curl, wget and touch give
-// it (0644 under the usual umask 022, 0600 under 077).
-func newFileMode() fs.FileMode { return 0o666 &^ umask() }
-
 // writeFile writes src to a temporary file in d, syncs it and moves it to name. observer sees every
 // byte written. It returns the bytes written.
 func (d *outDir) writeFile(name string, src io.Reader, observer io.Writer, clobber bool) (int64, error) {
