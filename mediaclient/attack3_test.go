@@ -55,70 +55,28 @@ func bridgeIntent(t *testing.T, srv *testserver.Server, rt http.RoundTripper, us
 	}
 }
 
-// TestAttack3PolicyRefusalRetriedByMautrix: rules 3 and 6 say a loop, one hop too many or a refused
-// redirect is final and never retried. Through the transport it reaches mautrix as a transport
-// error, which mautrix retries DefaultHTTPRetries times (4 in appservice.Create, with a 4 s backoff
-// doubling: a minute per refused media item in a bridgev2 bridge): the whole chain runs five times.
-// The same goes for a request the transport refuses before sending anything (a bad thumbnail size).
-func TestAttack3PolicyRefusalRetriedByMautrix(t *testing.T) {
-	t.Run("redirect loop", func(t *testing.T) {
-		b := mediaRepo(func(b *testserver.Behavior) {
-			b.CDNRejectsAuth = false
-			b.Chain, b.Loop = []testserver.OriginName{testserver.OriginCDN, testserver.OriginCDNHost}, true
-		})
-		srv := testserver.New(t, testserver.Config{Behavior: &b})
-		uri := srv.AddMedia([]byte("never"), testserver.MediaOptions{})
-		cli := bridgeIntent(t, srv, newMediaTransport(t, nil, mediaclient.Options{}), ghost)
-		_, err := cli.DownloadBytes(t.Context(), uri)
-		if !errors.Is(err, mediaclient.ErrTooManyRedirects) {
-			t.Fatalf("err = %v; want ErrTooManyRedirects", err)
-		}
-		if n := len(srv.RequestsTo(testserver.OriginHomeserver)); n != 1 {
-			t.Errorf("the homeserver saw %d requests, %d in all: a loop was run again; want one chain of %d requests",
-				n, len(srv.Requests()), 1+mediaclient.DefaultMaxRedirects)
-		}
+// TestAttack3HeadLeaksToken: with the transport installed, a HEAD of a media URL (matrix-media-repo
+// serves HEAD, MSC4120) is passed through untouched, so the http.Client follows the homeserver's
+// 307 and hands the token to the CDN on another port of the same host — the very leak the transport
+// is installed to stop. The transport sees that second request (req.Response is set: it is a
+// redirect the http.Client follows) and passes it on with the token.
+func TestAttack3HeadLeaksToken(t *testing.T) {
+	b := mediaRepo(func(b *testserver.Behavior) { b.CDNRejectsAuth = false })
+	srv := testserver.New(t, testserver.Config{Behavior: &b})
+	uri := srv.AddMedia([]byte("some media"), testserver.MediaOptions{})
+	cli := mautrixSetups[0].make(t, srv, newMediaTransport(t, nil, mediaclient.Options{}))
+	_, _, err := cli.MakeFullRequestWithResp(t.Context(), mautrix.FullRequest{
+		Method: http.MethodHead, DontReadResponse: true,
+		URL: cli.BuildURL(mautrix.ClientURLPath{"v1", "media", "download", uri.Homeserver, uri.FileID}),
 	})
-	t.Run("private address", func(t *testing.T) {
-		b := mediaRepo(nil)
-		srv := testserver.New(t, testserver.Config{Behavior: &b})
-		uri := srv.AddMedia([]byte("guarded"), testserver.MediaOptions{})
-		mt := newMediaTransport(t, nil, mediaclient.Options{})
-		home := portOf(t, srv.URL)
-		mediaclient.SetTransportClassifier(mt, func(ap netip.AddrPort) string {
-			if int(ap.Port()) == home {
-				return "public"
-			}
-			return mediaclient.Classify(ap)
-		})
-		cli := bridgeIntent(t, srv, mt, ghost)
-		if _, err := cli.DownloadBytes(t.Context(), uri); !errors.Is(err, mediaclient.ErrPrivateAddress) {
-			t.Fatalf("err = %v; want ErrPrivateAddress", err)
-		}
-		if n := len(srv.RequestsTo(testserver.OriginHomeserver)); n != 1 {
-			t.Errorf("the homeserver was asked %d times for a redirect the policy refuses; want once", n)
-		}
-	})
-	t.Run("bad thumbnail size", func(t *testing.T) {
-		srv := testserver.New(t, testserver.Config{Profile: testserver.ProfileMediaRepo})
-		uri := srv.AddMedia([]byte("x"), testserver.MediaOptions{Thumbnail: []byte("t")})
-		var refusals int
-		counting := roundTripFunc(func(req *http.Request) (*http.Response, error) {
-			refusals++
-			return newMediaTransport(t, nil, mediaclient.Options{}).RoundTrip(req)
-		})
-		cli := bridgeIntent(t, srv, counting, ghost)
-		if _, err := cli.DownloadThumbnail(t.Context(), uri, 0, 32); !errors.Is(err, mediaclient.ErrInvalidArgument) {
-			t.Fatalf("err = %v; want ErrInvalidArgument", err)
-		}
-		if refusals != 1 {
-			t.Errorf("the same invalid request went through the transport %d times; want once", refusals)
-		}
-	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(offHome(srv)) == 0 {
+		t.Fatal("the HEAD was not redirected: the test proves nothing")
+	}
+	noCredentialsOffHome(t, srv)
 }
-
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
 
 // TestAttack3WrapOverInstalledTransport: the README tells a bridge to install the transport once on
 // the http.Client mautrix uses, and to switch call sites to Wrap. Wrap takes cli.Client.Transport —
@@ -178,6 +136,72 @@ func TestAttack3WrapOverInstalledTransport(t *testing.T) {
 	})
 }
 
+// TestAttack3PolicyRefusalRetriedByMautrix: rules 3 and 6 say a loop, one hop too many or a refused
+// redirect is final and never retried. Through the transport it reaches mautrix as a transport
+// error, which mautrix retries DefaultHTTPRetries times (4 in appservice.Create, with a 4 s backoff
+// doubling: a minute per refused media item in a bridgev2 bridge): the whole chain runs five times.
+// The same goes for a request the transport refuses before sending anything (a bad thumbnail size).
+func TestAttack3PolicyRefusalRetriedByMautrix(t *testing.T) {
+	t.Run("redirect loop", func(t *testing.T) {
+		b := mediaRepo(func(b *testserver.Behavior) {
+			b.CDNRejectsAuth = false
+			b.Chain, b.Loop = []testserver.OriginName{testserver.OriginCDN, testserver.OriginCDNHost}, true
+		})
+		srv := testserver.New(t, testserver.Config{Behavior: &b})
+		uri := srv.AddMedia([]byte("never"), testserver.MediaOptions{})
+		cli := bridgeIntent(t, srv, newMediaTransport(t, nil, mediaclient.Options{}), ghost)
+		_, err := cli.DownloadBytes(t.Context(), uri)
+		if !errors.Is(err, mediaclient.ErrTooManyRedirects) {
+			t.Fatalf("err = %v; want ErrTooManyRedirects", err)
+		}
+		if n := len(srv.RequestsTo(testserver.OriginHomeserver)); n != 1 {
+			t.Errorf("the homeserver saw %d requests, %d in all: a loop was run again; want one chain of %d requests",
+				n, len(srv.Requests()), 1+mediaclient.DefaultMaxRedirects)
+		}
+	})
+	t.Run("private address", func(t *testing.T) {
+		b := mediaRepo(nil)
+		srv := testserver.New(t, testserver.Config{Behavior: &b})
+		uri := srv.AddMedia([]byte("guarded"), testserver.MediaOptions{})
+		mt := newMediaTransport(t, nil, mediaclient.Options{})
+		home := portOf(t, srv.URL)
+		mediaclient.SetTransportClassifier(mt, func(ap netip.AddrPort) string {
+			if int(ap.Port()) == home {
+				return "public"
+			}
+			return mediaclient.Classify(ap)
+		})
+		cli := bridgeIntent(t, srv, mt, ghost)
+		if _, err := cli.DownloadBytes(t.Context(), uri); !errors.Is(err, mediaclient.ErrPrivateAddress) {
+			t.Fatalf("err = %v; want ErrPrivateAddress", err)
+		}
+		if n := len(srv.RequestsTo(testserver.OriginHomeserver)); n != 1 {
+			t.Errorf("the homeserver was asked %d times for a redirect the policy refuses; want once", n)
+		}
+	})
+	t.Run("bad thumbnail size", func(t *testing.T) {
+		srv := testserver.New(t, testserver.Config{Profile: testserver.ProfileMediaRepo})
+		uri := srv.AddMedia([]byte("x"), testserver.MediaOptions{Thumbnail: []byte("t")})
+		mt := newMediaTransport(t, nil, mediaclient.Options{})
+		var refusals int
+		counting := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			refusals++
+			return mt.RoundTrip(req)
+		})
+		cli := bridgeIntent(t, srv, counting, ghost)
+		if _, err := cli.DownloadThumbnail(t.Context(), uri, 0, 32); !errors.Is(err, mediaclient.ErrInvalidArgument) {
+			t.Fatalf("err = %v; want ErrInvalidArgument", err)
+		}
+		if refusals != 1 {
+			t.Errorf("the same invalid request went through the transport %d times; want once", refusals)
+		}
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
+
 // TestAttack3IgnoresDefaultTransport: a bridge whose http.Client has no Transport uses
 // http.DefaultTransport, and a self-hosted one often trusts its homeserver's certificate there
 // (http.DefaultTransport.(*http.Transport).TLSClientConfig). The one line the README gives,
@@ -217,29 +241,6 @@ func TestAttack3IgnoresDefaultTransport(t *testing.T) {
 	if got, err := w.DownloadBytes(t.Context(), uri); err != nil || sha256.Sum256(got) != sha256.Sum256(want) {
 		t.Errorf("Wrap: %d bytes, %v; want the media, as cli.DownloadBytes gets it", len(got), err)
 	}
-}
-
-// TestAttack3HeadLeaksToken: with the transport installed, a HEAD of a media URL (matrix-media-repo
-// serves HEAD, MSC4120) is passed through untouched, so the http.Client follows the homeserver's
-// 307 and hands the token to the CDN on another port of the same host — the very leak the transport
-// is installed to stop. The transport sees that second request (req.Response is set: it is a
-// redirect the http.Client follows) and passes it on with the token.
-func TestAttack3HeadLeaksToken(t *testing.T) {
-	b := mediaRepo(func(b *testserver.Behavior) { b.CDNRejectsAuth = false })
-	srv := testserver.New(t, testserver.Config{Behavior: &b})
-	uri := srv.AddMedia([]byte("some media"), testserver.MediaOptions{})
-	cli := mautrixSetups[0].make(t, srv, newMediaTransport(t, nil, mediaclient.Options{}))
-	_, _, err := cli.MakeFullRequestWithResp(t.Context(), mautrix.FullRequest{
-		Method: http.MethodHead, DontReadResponse: true,
-		URL: cli.BuildURL(mautrix.ClientURLPath{"v1", "media", "download", uri.Homeserver, uri.FileID}),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(offHome(srv)) == 0 {
-		t.Fatal("the HEAD was not redirected: the test proves nothing")
-	}
-	noCredentialsOffHome(t, srv)
 }
 
 // TestAttack3TooLargeRetried: 502 M_TOO_LARGE (and 413) is the homeserver's final word that the
@@ -312,6 +313,29 @@ func TestAttack3HomeserverCookieOnErrorLost(t *testing.T) {
 	}
 }
 
+// TestAttack3CallerAllowRedirectFalse: a caller that asks the homeserver for the bytes themselves
+// (DownloadWithParams with allow_redirect=false, as against a CDN it cannot reach) has its choice
+// turned into allow_redirect=true by the transport.
+func TestAttack3CallerAllowRedirectFalse(t *testing.T) {
+	b := testserver.Behavior{V1Redirect: testserver.WhenAsked}
+	srv := testserver.New(t, testserver.Config{Behavior: &b})
+	uri := srv.AddMedia([]byte("served by the homeserver"), testserver.MediaOptions{})
+	cli := mautrixSetups[0].make(t, srv, newMediaTransport(t, nil, mediaclient.Options{}))
+	resp, err := cli.DownloadWithParams(t.Context(), uri, mautrix.DownloadExtra{Query: map[string]string{"allow_redirect": "false"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for _, r := range srv.RequestsTo(testserver.OriginHomeserver) {
+		if v := r.Query().Get("allow_redirect"); v != "false" {
+			t.Errorf("allow_redirect=%q; the caller asked for false", v)
+		}
+	}
+	if n := len(offHome(srv)); n != 0 {
+		t.Errorf("%d requests went to the CDN the caller wanted to avoid", n)
+	}
+}
+
 // TestAttack3WrapResponseWithoutRequest: mautrix's Download returns a response whose Request is set
 // (code that logs resp.Request.URL, or reads it after a redirect, relies on it); Wrap's drop-in
 // returns one with a nil Request.
@@ -335,29 +359,6 @@ func TestAttack3WrapResponseWithoutRequest(t *testing.T) {
 	resp.Body.Close()
 	if plain.Request == nil || resp.Request == nil {
 		t.Errorf("Request: mautrix %v, Wrap %v; want both set", plain.Request != nil, resp.Request != nil)
-	}
-}
-
-// TestAttack3CallerAllowRedirectFalse: a caller that asks the homeserver for the bytes themselves
-// (DownloadWithParams with allow_redirect=false, as against a CDN it cannot reach) has its choice
-// turned into allow_redirect=true by the transport.
-func TestAttack3CallerAllowRedirectFalse(t *testing.T) {
-	b := testserver.Behavior{V1Redirect: testserver.WhenAsked}
-	srv := testserver.New(t, testserver.Config{Behavior: &b})
-	uri := srv.AddMedia([]byte("served by the homeserver"), testserver.MediaOptions{})
-	cli := mautrixSetups[0].make(t, srv, newMediaTransport(t, nil, mediaclient.Options{}))
-	resp, err := cli.DownloadWithParams(t.Context(), uri, mautrix.DownloadExtra{Query: map[string]string{"allow_redirect": "false"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	for _, r := range srv.RequestsTo(testserver.OriginHomeserver) {
-		if v := r.Query().Get("allow_redirect"); v != "false" {
-			t.Errorf("allow_redirect=%q; the caller asked for false", v)
-		}
-	}
-	if n := len(offHome(srv)); n != 0 {
-		t.Errorf("%d requests went to the CDN the caller wanted to avoid", n)
 	}
 }
 
