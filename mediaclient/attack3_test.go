@@ -338,7 +338,8 @@ func TestAttack3CallerAllowRedirectFalse(t *testing.T) {
 
 // TestAttack3WrapResponseWithoutRequest: mautrix's Download returns a response whose Request is set
 // (code that logs resp.Request.URL, or reads it after a redirect, relies on it); Wrap's drop-in
-// returns one with a nil Request.
+// returns one with a nil Request. (Fixed: the homeserver request, redacted — no credential header —
+// so that a logged response carries no token.)
 func TestAttack3WrapResponseWithoutRequest(t *testing.T) {
 	srv := testserver.New(t, testserver.Config{})
 	uri := srv.AddMedia([]byte("x"), testserver.MediaOptions{})
@@ -358,7 +359,10 @@ func TestAttack3WrapResponseWithoutRequest(t *testing.T) {
 	}
 	resp.Body.Close()
 	if plain.Request == nil || resp.Request == nil {
-		t.Errorf("Request: mautrix %v, Wrap %v; want both set", plain.Request != nil, resp.Request != nil)
+		t.Fatalf("Request: mautrix %v, Wrap %v; want both set", plain.Request != nil, resp.Request != nil)
+	}
+	if resp.Request.URL.Path != plain.Request.URL.Path || resp.Request.Header.Get("Authorization") != "" {
+		t.Errorf("Wrap's Request: %s %v; want mautrix's path %s without credentials", resp.Request.URL, resp.Request.Header, plain.Request.URL.Path)
 	}
 }
 
