@@ -143,7 +143,8 @@ type Options struct {
 	// Transport performs single HTTP exchanges. nil means NewTransport(): HTTP/1.1 with a connection
 	// pool sized for parallel downloads (64 idle connections per host), no transparent
 	// decompression, and a dialer that enforces the private-address guard. Its own redirect
-	// handling, if any, is never used.
+	// handling, if any, is never used. A *MediaTransport is not used as such: the Client sends its
+	// hops through the transport the MediaTransport sends its own with.
 	Transport http.RoundTripper
 	// Logger receives debug lines for decisions a caller cannot see (a redirect, a retry, a fallback),
 	// without tokens or signed query strings. As in mautrix, a logger in the call's context
@@ -169,6 +170,7 @@ type Client struct {
 	classify          func(netip.AddrPort) string // address classes, replaceable in tests
 	learned           learned
 	cache             *redirectCache // nil when off
+	query             url.Values     // added to every homeserver request where the caller sets none (Wrap: user_id)
 }
 
 // learned is what a Client learns about its homeserver, shared by every call.
@@ -281,6 +283,11 @@ func New(opts Options) (*Client, error) {
 		c.maxRetries = DefaultMaxRetries
 	case c.maxRetries < 0:
 		c.maxRetries = 0
+	}
+	if mt, ok := c.transport.(*MediaTransport); ok {
+		// A MediaTransport runs a whole download for each media request: below a Client, each hop
+		// would be a second download (Range dropped, retries multiplied). Hops go where its own do.
+		c.transport, c.ownTransport = mt.media, mt.ownMedia
 	}
 	if c.transport == nil {
 		c.transport, c.ownTransport = NewTransport(), true

@@ -36,8 +36,10 @@ type DownloadOptions struct {
 	// if the media still has it. Without it, a 206 that starts at Offset is taken (the bytes behind an
 	// mxc URI never change), and a 200 counts as the whole media anew.
 	IfRange string
-	// Query holds extra query parameters for the homeserver request. allow_redirect and timeout_ms
-	// are the Client's to set and are ignored here.
+	// Query holds extra query parameters for the homeserver request. timeout_ms is the Client's to
+	// set and is ignored here, and so is allow_redirect but for "false": a caller that asks the
+	// homeserver not to redirect (a CDN it cannot reach, say) has allow_redirect=false sent as
+	// asked, and the Client never sends allow_redirect=true for that call.
 	Query url.Values
 }
 
@@ -86,7 +88,7 @@ func (c *Client) DownloadURL(ctx context.Context, uri id.ContentURI, opts ...Dow
 		return "", err
 	}
 	api := c.api(ctx)
-	return c.buildURL(r, api, c.sendParam(api), c.timeoutMS(time.Time{})).String(), nil
+	return c.buildURL(r, api, c.sendParam(r, api), c.timeoutMS(time.Time{})).String(), nil
 }
 
 // ThumbnailURL returns the URL that Thumbnail would request first.
@@ -96,7 +98,7 @@ func (c *Client) ThumbnailURL(ctx context.Context, uri id.ContentURI, opts Thumb
 		return "", err
 	}
 	api := c.api(ctx)
-	return c.buildURL(r, api, c.sendParam(api), c.timeoutMS(time.Time{})).String(), nil
+	return c.buildURL(r, api, c.sendParam(r, api), c.timeoutMS(time.Time{})).String(), nil
 }
 
 func (c *Client) downloadRequest(uri id.ContentURI, opts []DownloadOptions) (*request, error) {
@@ -125,7 +127,7 @@ func (c *Client) downloadRequest(uri id.ContentURI, opts []DownloadOptions) (*re
 	if strings.ContainsAny(o.IfRange, "\r\n") {
 		return fail(fmt.Errorf("%w: If-Range holds a line break", ErrInvalidArgument))
 	}
-	return &request{uri: uri, fileName: o.FileName, query: o.Query, offset: o.Offset, ifRange: o.IfRange, limit: c.limit(o.MaxSize)}, nil
+	return &request{uri: uri, fileName: o.FileName, query: c.withQuery(o.Query), noParam: callerNoParam(o.Query), offset: o.Offset, ifRange: o.IfRange, limit: c.limit(o.MaxSize)}, nil
 }
 
 func (c *Client) thumbnailRequest(uri id.ContentURI, o ThumbnailOptions) (*request, error) {
@@ -144,7 +146,7 @@ func (c *Client) thumbnailRequest(uri id.ContentURI, o ThumbnailOptions) (*reque
 	if o.MaxSize < 0 {
 		return fail(fmt.Errorf("%w: negative size limit", ErrInvalidArgument))
 	}
-	return &request{uri: uri, thumbnail: &o, query: o.Query, limit: c.limit(o.MaxSize)}, nil
+	return &request{uri: uri, thumbnail: &o, query: c.withQuery(o.Query), noParam: callerNoParam(o.Query), limit: c.limit(o.MaxSize)}, nil
 }
 
 func (c *Client) limit(override int64) int64 {
@@ -186,6 +188,9 @@ type download struct {
 	fromHome    bool   // the last response came from the homeserver's origin, before the chain left it
 	disposition string // the file name a redirect answer gave, if any
 
+	// homeCookies are the Set-Cookie lines of a final error answer from the homeserver's origin.
+	homeCookies []string
+
 	fed *fedCall // the federation plan; nil for a client download (federation.go)
 
 	retry *retryablehttp.Client
@@ -220,13 +225,19 @@ func (c *Client) newDownload(ctx context.Context, r *request) *download {
 
 // start runs a call up to its first successful answer and returns the Media that streams it.
 func (c *Client) start(ctx context.Context, r *request) (*Media, error) {
+	return c.plan(ctx, r).open()
+}
+
+// plan returns the download for r with its endpoint family and parameter chosen. The caller must
+// open it, or call its cancel.
+func (c *Client) plan(ctx context.Context, r *request) *download {
 	d := c.newDownload(ctx, r)
 	api := r.api
 	if api == "" {
 		api = c.api(d.ctx) // within the call's deadline; /versions is not a hop of the download
 	}
-	d.api, d.param = api, c.sendParam(api)
-	return d.open()
+	d.api, d.param = api, c.sendParam(r, api)
+	return d
 }
 
 // open runs a download up to its first successful answer and returns the Media that streams it; on
@@ -351,7 +362,7 @@ func (d *download) do(offset int64, ifRange string) (*http.Response, error) {
 		switch next := decide(d.api, configured, d.param, fromHome, status, code); {
 		case next == FallbackV1Unrecognized:
 			c.learned.noV1.Store(true)
-			d.api, d.param = APIV3, c.sendParam(APIV3)
+			d.api, d.param = APIV3, c.sendParam(d.r, APIV3)
 			d.fallback(next, nil)
 			drain(resp)
 			continue
@@ -373,6 +384,9 @@ func (d *download) do(offset int64, ifRange string) (*http.Response, error) {
 				return nil, err
 			}
 			continue
+		}
+		if fromHome {
+			d.homeCookies = resp.Header.Values("Set-Cookie")
 		}
 		var final error = c.httpError(resp)
 		if status < 300 || (status >= 300 && status < 400) {
@@ -405,7 +419,11 @@ func (d *download) send(u string, h http.Header) (*http.Response, error) {
 // sendContext is send with a context derived from the download's (carrying a value for the
 // transport, say).
 func (d *download) sendContext(ctx context.Context, u string, h http.Header) (*http.Response, error) {
-	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	method := http.MethodGet
+	if d.r.method != "" {
+		method = d.r.method
+	}
+	req, err := retryablehttp.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -476,10 +494,10 @@ func (c *Client) header() http.Header {
 	return h
 }
 
-// sendParam reports whether allow_redirect=true goes on a request to the given family.
-func (c *Client) sendParam(api API) bool {
+// sendParam reports whether allow_redirect=true goes on a request for r to the given family.
+func (c *Client) sendParam(r *request, api API) bool {
 	switch {
-	case c.opts.DisableRedirectParam, c.learned.paramRejected.Load():
+	case r.noParam, c.opts.DisableRedirectParam, c.learned.paramRejected.Load():
 		return false
 	case api == APIV1:
 		return !c.opts.DisableRedirectParamV1

@@ -28,12 +28,20 @@ type MautrixClient struct {
 
 // Wrap returns a MautrixClient for cli. It reuses cli's homeserver URL, access token, user agent and
 // HTTP transport (so a custom RoundTripper or proxy keeps working), and its logger when the context
-// carries none, as mautrix does. It does not use cli's redirect handling. cli's whole-request
-// timeout (http.Client.Timeout, 180 s in mautrix) would cut long streams, so it becomes the stall
-// and header timeouts instead: a download may take as long as it keeps moving, and a server that
-// says nothing for that long is given up on (after the resumes and retries). opts may set anything
-// else; its HomeserverURL, AccessToken, UserAgent, Transport, StallTimeout and HeaderTimeout are
-// taken from cli when zero. cli's fields are read once: a later change of token needs a new Wrap.
+// carries none, as mautrix does. A cli without a transport uses http.DefaultTransport for everything
+// else, so media goes through NewTransport() with http.DefaultTransport's TLS configuration and
+// proxy (a certificate trusted there is trusted here) and the guard's dialer. A *MediaTransport
+// installed on cli is not used as such (each hop would be a second download): the Client sends its
+// hops where the MediaTransport sends its own (see New). An appservice client's masquerading
+// parameters (user_id with SetAppServiceUserID, device_id with SetAppServiceDeviceID) go on every
+// homeserver request, as mautrix sends them; like the token, they stay on the homeserver's origin
+// (they are in the query of the first request only). It does not use cli's redirect handling. cli's
+// whole-request timeout (http.Client.Timeout, 180 s in mautrix) would cut long streams, so it
+// becomes the stall and header timeouts instead: a download may take as long as it keeps moving, and
+// a server that says nothing for that long is given up on (after the resumes and retries). opts may
+// set anything else; its HomeserverURL, AccessToken, UserAgent, Transport, StallTimeout and
+// HeaderTimeout are taken from cli when zero. cli's fields are read once: a later change of token
+// needs a new Wrap.
 func Wrap(cli *mautrix.Client, opts ...Options) (*MautrixClient, error) {
 	if cli == nil || cli.HomeserverURL == nil {
 		return nil, &Error{Op: "new", Err: fmt.Errorf("%w: nil mautrix client or homeserver URL", ErrInvalidArgument)}
@@ -54,8 +62,13 @@ func Wrap(cli *mautrix.Client, opts ...Options) (*MautrixClient, error) {
 	if o.UserAgent == "" {
 		o.UserAgent = cli.UserAgent
 	}
-	if o.Transport == nil && cli.Client != nil && cli.Client.Transport != nil {
-		o.Transport = cli.Client.Transport
+	defaultTransport := false
+	if o.Transport == nil {
+		if cli.Client != nil && cli.Client.Transport != nil {
+			o.Transport = cli.Client.Transport
+		} else {
+			o.Transport, defaultTransport = newDefaultTransport(), true
+		}
 	}
 	if o.Logger == nil {
 		o.Logger = &cli.Log
@@ -72,6 +85,18 @@ func Wrap(cli *mautrix.Client, opts ...Options) (*MautrixClient, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.ownTransport = c.ownTransport || defaultTransport // its dialer enforces the guard
+	q := url.Values{}
+	if cli.SetAppServiceUserID {
+		q.Set("user_id", string(cli.UserID))
+	}
+	if cli.SetAppServiceDeviceID && cli.DeviceID != "" {
+		q.Set("device_id", string(cli.DeviceID))
+		q.Set("org.matrix.msc3202.device_id", string(cli.DeviceID))
+	}
+	if len(q) > 0 {
+		c.query = q
+	}
 	return &MautrixClient{cli: cli, c: c}, nil
 }
 
@@ -79,13 +104,15 @@ func Wrap(cli *mautrix.Client, opts ...Options) (*MautrixClient, error) {
 func (m *MautrixClient) Client() *Client { return m.c }
 
 // Download is mautrix.Client.Download. The response's Body streams and must be closed; reading it
-// returns an *Error on a truncated body.
+// returns an *Error on a truncated body. The response's Request is the request to the homeserver,
+// without its query and credential headers.
 func (m *MautrixClient) Download(ctx context.Context, uri id.ContentURI) (*http.Response, error) {
 	return m.DownloadWithParams(ctx, uri, mautrix.DownloadExtra{})
 }
 
 // DownloadWithParams is mautrix.Client.DownloadWithParams: params.Query is added to the first
-// request (allow_redirect and timeout_ms stay the Client's to set).
+// request (timeout_ms stays the Client's to set, and allow_redirect too but for "false", which is
+// sent as asked: see DownloadOptions.Query).
 func (m *MautrixClient) DownloadWithParams(ctx context.Context, uri id.ContentURI, params mautrix.DownloadExtra) (*http.Response, error) {
 	var q url.Values
 	if len(params.Query) > 0 {
@@ -159,9 +186,18 @@ func readAll(media *Media) ([]byte, error) {
 // maxPrealloc bounds what readAll allocates before the bytes arrive.
 const maxPrealloc = 4 << 20
 
-// response presents a Media as the *http.Response mautrix's methods return.
+// response presents a Media as the *http.Response mautrix's methods return. Its Request is the
+// download's request to the homeserver, redacted (no query, no credential header): mautrix's
+// carries the token, which a response that is logged or kept should not.
 func (media *Media) response() *http.Response {
 	h := media.Header.Clone()
+	d := media.d
+	u := d.c.buildURL(d.r, d.api, false, 0)
+	rh := d.r.header
+	if rh == nil {
+		rh = d.c.header()
+	}
+	req := d.c.redactRequest(&http.Request{Method: http.MethodGet, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: rh, Host: u.Host})
 	return &http.Response{
 		Status:        strconv.Itoa(http.StatusOK) + " " + http.StatusText(http.StatusOK),
 		StatusCode:    http.StatusOK,
@@ -171,5 +207,6 @@ func (media *Media) response() *http.Response {
 		Header:        h,
 		Body:          media,
 		ContentLength: media.ContentLength,
+		Request:       req,
 	}
 }

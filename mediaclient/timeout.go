@@ -38,6 +38,8 @@ func (c *Client) exchange(req *http.Request, wait time.Duration) (*http.Response
 	if c.opts.HeaderTimeout > 0 {
 		headersAfter = c.opts.HeaderTimeout + wait
 	}
+	// The hop is marked as one, so that a MediaTransport below passes it on as it is (transport.go).
+	ctx = context.WithValue(ctx, hopKey{}, struct{}{})
 	conn := arm(connectAfter, "no connection")
 	headers := arm(headersAfter, "no response headers")
 	policy, _ := ctx.Value(policyKey{}).(*hopPolicy)

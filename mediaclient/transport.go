@@ -6,6 +6,7 @@ package mediaclient
 // HTTP response. The policy itself is the download's (download.go, chain.go, resume.go).
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -44,13 +46,13 @@ var conditionalHeaders = []string{"Range", "If-Range", "If-Match", "If-None-Matc
 //	as := br.Matrix.AS
 //	as.HTTPClient.Transport, err = mediaclient.NewMediaTransport(as.HTTPClient.Transport, mediaclient.Options{})
 //
-// A GET request for the media download or thumbnail endpoints — client v1
+// A GET or HEAD request for the media download or thumbnail endpoints — client v1
 // (/_matrix/client/v1/media/download/… and …/thumbnail/…) or media v3 (/_matrix/media/v3/…),
 // under any path prefix of the homeserver URL — is downloaded with the Client's whole policy: the
 // origin it was sent to is the homeserver, and its own headers (Authorization with the user's or
 // the appservice's token, any Cookie, the User-Agent) and query (an appservice's user_id and
 // device_id) go to the homeserver only. allow_redirect=true is sent, and dropped when the homeserver
-// rejects it; the redirect chain is bounded; credentials never leave the homeserver's origin; https→http
+// rejects it (a caller's allow_redirect=false is sent as asked instead); the redirect chain is bounded; credentials never leave the homeserver's origin; https→http
 // and steps into private address space are refused; transient faults are retried from the
 // homeserver; the body is resumed when it breaks off or stalls, and checked against its length. The
 // endpoint family is the one the request asked for: a v1 request is never turned into a v3 one.
@@ -58,14 +60,31 @@ var conditionalHeaders = []string{"Range", "If-Range", "If-Match", "If-None-Matc
 // RoundTrip returns the final answer: status 200 with the headers of the answer that carried the
 // bytes (Set-Cookie only when that was the homeserver, so that a cookie jar never files a CDN's
 // cookie under the homeserver) and a body that streams the media, resumes and reports a short body as
-// an *Error wrapping ErrTruncated. Range and conditional headers are not forwarded: the answer is the
-// whole media, as HTTP allows. An error answer (a Matrix error such as 404 M_NOT_FOUND, or a CDN's
-// refusal) is returned as a response with its status, headers and Matrix error body, so that mautrix
-// parses it as it always does. What has no answer — a refused redirect, too many redirects, a
-// malformed media path, a network failure after the retries — is an error wrapping an *Error, which
-// mautrix wraps in turn (errors.Is(err, ErrTooManyRedirects) holds through it). The http.Client never
-// sees a redirect. Every other request (another path, another method, HEAD included) is passed to
-// the wrapped transport untouched: the very *http.Request, nothing added or removed.
+// an *Error wrapping ErrTruncated; for a HEAD, that answer's status and headers with an empty body.
+// Range and conditional headers are not forwarded: the answer is the whole media, as HTTP allows. An
+// error answer (a Matrix error such as 404 M_NOT_FOUND, or a CDN's refusal) is returned as a response
+// with its status, headers (Set-Cookie only from the homeserver) and Matrix error body, so that
+// mautrix parses it as it always does; 502 M_TOO_LARGE is returned as 413 M_TOO_LARGE, the spec's
+// other status for it, which mautrix does not retry (it retries 502, 503, 504 and 429). What has no
+// answer — a refused redirect, too many redirects, a malformed media path, a network failure after
+// the retries — is an error wrapping an *Error, which mautrix wraps in turn (errors.Is(err,
+// ErrTooManyRedirects) holds through it). mautrix retries every error of its http.Client but a
+// cancellation, so an error that asking again cannot mend (a policy refusal: too many redirects, a
+// refused redirect or private address, an invalid argument or URI, an unusable answer; or a TLS
+// verification failure) also matches context.Canceled, and mautrix returns it at once: through a
+// MediaTransport, errors.Is(err, context.Canceled) alone does not tell that the caller's context
+// ended (check the context itself, or the mediaclient sentinels first), and mautrix logs such a
+// failure as a canceled request. The http.Client never sees a redirect.
+//
+// Every other request (another path, another method) is passed to the wrapped transport untouched:
+// the very *http.Request, nothing added or removed, with one exception as defence in depth: a
+// redirect the http.Client follows (req.Response is set) to an origin other than one of the
+// requests before it loses its credential headers (Authorization, Cookie, Proxy-Authorization and
+// Options.CredentialHeaders), which the http.Client would forward to another port of the same host.
+// A request sent by a download of this package (a Client's or another MediaTransport's hop, marked
+// in its context) is passed on as it is, so that a MediaTransport below a Client (Wrap over an
+// installed transport, say) never runs a download inside a download; New and Wrap go further and use
+// the transport a MediaTransport sends its own hops with.
 //
 // net/http asks that RoundTrip execute a single HTTP transaction and leave redirects,
 // authentication and cookies to the http.Client. A MediaTransport departs from that for media on
@@ -75,11 +94,12 @@ var conditionalHeaders = []string{"Range", "If-Range", "If-Match", "If-None-Matc
 // body through a fresh chain, or check where a redirect dials. Below the http.Client is the one
 // place every mautrix call passes. Nothing of the http.Client's is bypassed that matters to the
 // caller: its redirect policy never runs because no 3xx reaches it; its Jar adds its cookies to the
-// homeserver request only (Cookie is a credential) and learns those of a final answer from the
-// homeserver (not those set on a redirect answer, which the chain reads and drains); its Timeout still
-// bounds each whole exchange, body included (mautrix sets 180 s: a download longer than that is cut
-// off, with or without the transport). mautrix's own retries (DefaultHTTPRetries, 4 in
-// appservice.Create) run on top of the transport's: set Options.MaxRetries to -1 to leave them to
+// homeserver request only (Cookie is a credential) and learns those of a final answer (media or
+// error) from the homeserver (not those set on a redirect answer, which the chain reads and drains,
+// nor any other origin's); its Timeout still bounds each whole exchange, body included (mautrix sets
+// 180 s: a download longer than that is cut off, with or without the transport). mautrix's own
+// retries (DefaultHTTPRetries, 4 in appservice.Create) run on top of the transport's for what is
+// not final (a network failure, 429, 503, 504): set Options.MaxRetries to -1 to leave those to
 // mautrix alone.
 //
 // State has one owner each. The MediaTransport holds the wrapped transports and a bounded cache of
@@ -91,17 +111,20 @@ var conditionalHeaders = []string{"Range", "If-Range", "If-Match", "If-None-Matc
 // rejected parameter costs a round trip; a 308 target saves one) serves the next. A MediaTransport is
 // safe for concurrent use.
 type MediaTransport struct {
-	base     http.RoundTripper // every request that is not a media download, untouched
-	media    http.RoundTripper // the hops of media downloads
-	ownMedia bool              // media is NewTransport's, made here: its dialer enforces the guard
-	opts     Options
-	classify func(netip.AddrPort) string // address classes for the Clients, replaceable in tests
-	clients  *lru.Cache[string, *Client] // by homeserver base URL
+	base        http.RoundTripper // every request that is not a media download, untouched
+	media       http.RoundTripper // the hops of media downloads
+	ownMedia    bool              // media is NewTransport's, made here: its dialer enforces the guard
+	opts        Options
+	credentials []string                    // canonical names of the credential headers
+	classify    func(netip.AddrPort) string // address classes for the Clients, replaceable in tests
+	clients     *lru.Cache[string, *Client] // by homeserver base URL
 }
 
 // NewMediaTransport returns a MediaTransport that passes every request but media downloads to base,
 // and downloads media with the policy opts configures. A nil base means http.DefaultTransport for
-// the other requests (what an http.Client with a nil Transport uses) and NewTransport() for media.
+// the other requests (what an http.Client with a nil Transport uses) and, for media, NewTransport()
+// with the TLS configuration and proxy of http.DefaultTransport as they are when NewMediaTransport
+// is called (so that a certificate trusted there is trusted for media too), and the guard's dialer.
 // opts is checked as New checks it; HomeserverURL, AccessToken, UserAgent, Header, API and Transport
 // come from each request and base, and must be zero.
 func NewMediaTransport(base http.RoundTripper, opts Options) (*MediaTransport, error) {
@@ -119,15 +142,29 @@ func NewMediaTransport(base http.RoundTripper, opts Options) (*MediaTransport, e
 	t := &MediaTransport{base: base, media: base, opts: opts, classify: classify}
 	if base == nil {
 		t.base = http.DefaultTransport
-		t.media, t.ownMedia = NewTransport(), true
+		t.media, t.ownMedia = newDefaultTransport(), true
 	}
 	// The options are checked once here, as New checks them, with a placeholder homeserver (.invalid
 	// is reserved, RFC 2606; New asks no network).
-	if _, err := t.newClient("http://homeserver.invalid"); err != nil {
+	c, err := t.newClient("http://homeserver.invalid")
+	if err != nil {
 		return nil, err
 	}
+	t.credentials = c.credentialHeaders
 	t.clients, _ = lru.New[string, *Client](maxTransportHomeservers)
 	return t, nil
+}
+
+// newDefaultTransport returns NewTransport() with the TLS configuration and the proxy of
+// http.DefaultTransport, when it is an *http.Transport: what an http.Client with a nil Transport
+// trusts and goes through, with the dialer that enforces the guard.
+func newDefaultTransport() *http.Transport {
+	t := NewTransport()
+	if dt, ok := http.DefaultTransport.(*http.Transport); ok {
+		t.TLSClientConfig = dt.TLSClientConfig.Clone() // nil stays nil
+		t.Proxy = dt.Proxy
+	}
+	return t
 }
 
 // newClient returns a Client for one homeserver base URL with the transport's options.
@@ -163,40 +200,149 @@ func (t *MediaTransport) client(u *url.URL, prefix string) (*Client, error) {
 	return c, nil
 }
 
+// hopKey marks the context of a hop that a download sends (Client.exchange): a MediaTransport
+// passes such a request on as it is.
+type hopKey struct{}
+
 // RoundTrip downloads a media request with the Client's policy and passes any other request to the
 // wrapped transport. See MediaTransport for what it returns.
 func (t *MediaTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Context().Value(hopKey{}) != nil {
+		return t.media.RoundTrip(req) // a hop of a download above: its chain applies the policy
+	}
+	if leftOrigin(req) {
+		req = t.withoutCredentials(req)
+	}
 	mr, ok := parseMediaRequest(req)
 	if !ok {
 		return t.base.RoundTrip(req)
 	}
 	if req.Body != nil {
-		req.Body.Close() // a GET sends none; the transport closes what it was given
+		req.Body.Close() // a GET or HEAD sends none; the transport closes what it was given
 	}
 	if mr.err != nil {
-		return nil, mr.err
+		return nil, final(mr.err)
 	}
 	c, err := t.client(req.URL, mr.prefix)
 	if err != nil {
-		return nil, err
+		return nil, final(err)
 	}
 	r, err := c.transportRequest(mr, req.Header)
 	if err != nil {
-		return nil, err
+		return nil, final(err)
 	}
-	m, err := c.start(req.Context(), r)
+	if req.Method == http.MethodHead {
+		r.method = http.MethodHead
+		r.scope += " HEAD" // a target learned for HEAD is not one for GET (a signed URL names its method)
+		return c.head(req, c.plan(req.Context(), r))
+	}
+	d := c.plan(req.Context(), r)
+	m, err := d.open()
 	if err != nil {
-		if resp := c.errorResponse(req, err); resp != nil {
-			return resp, nil
-		}
-		return nil, err
+		return c.failure(req, d, err)
 	}
 	resp := m.response()
 	resp.Request = req
-	if m.d.final != c.home {
+	if m.d.final != d.home {
 		resp.Header.Del("Set-Cookie")
 	}
 	return resp, nil
+}
+
+// head runs the chain of a HEAD request and returns the final answer's status and headers with an
+// empty body.
+func (c *Client) head(req *http.Request, d *download) (*http.Response, error) {
+	defer d.cancel()
+	ans, err := d.do(0, "")
+	if err != nil {
+		return c.failure(req, d, d.fail(err))
+	}
+	ans.Body.Close()
+	h := ans.Header.Clone()
+	if d.final != d.home {
+		h.Del("Set-Cookie")
+	}
+	return &http.Response{
+		Status:        ans.Status,
+		StatusCode:    ans.StatusCode,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        h,
+		Body:          http.NoBody,
+		ContentLength: ans.ContentLength,
+		Request:       req,
+	}, nil
+}
+
+// failure presents the error that ended the download d for req: the error answer as a response when
+// there was one, else the error, marked final when asking again cannot mend it.
+func (c *Client) failure(req *http.Request, d *download, err error) (*http.Response, error) {
+	if resp := c.errorResponse(req, d, err); resp != nil {
+		return resp, nil
+	}
+	return nil, final(err)
+}
+
+// finalError marks an error that asking again cannot mend (isFinal) as final for the http.Client's
+// caller. mautrix retries every error its http.Client returns but one that matches
+// context.Canceled (Client.executeCompiledRequest), so a finalError matches context.Canceled too;
+// what it wraps stays reachable with errors.Is and errors.As.
+type finalError struct{ err error }
+
+func (e *finalError) Error() string        { return e.err.Error() }
+func (e *finalError) Unwrap() error        { return e.err }
+func (e *finalError) Is(target error) bool { return target == context.Canceled }
+
+// final returns err, as a finalError when asking again cannot mend it.
+func final(err error) error {
+	if isFinal(err) {
+		return &finalError{err}
+	}
+	return err
+}
+
+// maxRedirectFollowUps bounds how far back leftOrigin looks along a chain of redirects that an
+// http.Client follows (its default policy stops after 10).
+const maxRedirectFollowUps = 64
+
+// leftOrigin reports whether req is a redirect that an http.Client follows (req.Response is set)
+// and a request before it in the chain went to another origin than req's. A chain longer than
+// maxRedirectFollowUps counts as one that left.
+func leftOrigin(req *http.Request) bool {
+	if req.Response == nil || req.URL == nil {
+		return false
+	}
+	o := originOf(req.URL)
+	r := req
+	for range maxRedirectFollowUps {
+		if r.Response == nil || r.Response.Request == nil {
+			return false
+		}
+		r = r.Response.Request
+		if r.URL == nil || originOf(r.URL) != o {
+			return true
+		}
+	}
+	return true
+}
+
+// withoutCredentials returns req, or a clone of it without its credential headers when it has any.
+func (t *MediaTransport) withoutCredentials(req *http.Request) *http.Request {
+	var clone *http.Request
+	for k := range req.Header {
+		if !slices.Contains(t.credentials, http.CanonicalHeaderKey(k)) {
+			continue
+		}
+		if clone == nil {
+			clone = req.Clone(req.Context())
+		}
+		delete(clone.Header, k)
+	}
+	if clone == nil {
+		return req
+	}
+	return clone
 }
 
 // CloseIdleConnections closes the idle connections of the wrapped transports that have such a
@@ -237,11 +383,11 @@ var mediaEndpoints = []struct {
 	{"/_matrix/media/v3/thumbnail/", APIV3, true},
 }
 
-// parseMediaRequest reports whether req is a GET for a media download or thumbnail endpoint, and
+// parseMediaRequest reports whether req is a GET or HEAD for a media download or thumbnail endpoint, and
 // takes it apart. A request for such an endpoint that is malformed is still one (its err is set):
 // it is refused rather than sent with the http.Client's redirect handling.
 func parseMediaRequest(req *http.Request) (*mediaRequest, bool) {
-	if req.Method != http.MethodGet || req.URL == nil || req.URL.Host == "" {
+	if (req.Method != http.MethodGet && req.Method != http.MethodHead) || req.URL == nil || req.URL.Host == "" {
 		return nil, false
 	}
 	if s := strings.ToLower(req.URL.Scheme); s != "http" && s != "https" {
@@ -324,11 +470,13 @@ func (c *Client) transportRequest(mr *mediaRequest, header http.Header) (*reques
 	return r, nil
 }
 
-// errorResponse presents the error answer that ended a download as the response to req, or returns
-// nil when the download ended without a usable answer (a policy refusal, a network error, an
+// errorResponse presents the error answer that ended the download d as the response to req, or
+// returns nil when the download ended without a usable answer (a policy refusal, a network error, an
 // unexpected 3xx). The body is the Matrix error body, or empty when the answer had none (a CDN's own
-// error page may echo a signed URL).
-func (c *Client) errorResponse(req *http.Request, err error) *http.Response {
+// error page may echo a signed URL). The homeserver's Set-Cookie lines are kept for the
+// http.Client's jar (a load balancer's affinity cookie, say); another origin's never are. A 502
+// M_TOO_LARGE becomes 413 M_TOO_LARGE: both are the spec's, and mautrix retries 502.
+func (c *Client) errorResponse(req *http.Request, d *download, err error) *http.Response {
 	var he mautrix.HTTPError
 	if !errors.As(err, &he) || he.Response == nil || he.Response.StatusCode < 400 || errors.Is(err, ErrUnexpectedStatus) {
 		return nil // no 3xx ever reaches the http.Client
@@ -337,19 +485,23 @@ func (c *Client) errorResponse(req *http.Request, err error) *http.Response {
 	if h == nil {
 		h = make(http.Header)
 	}
-	if he.Request == nil || he.Request.URL == nil || originOf(he.Request.URL) != c.home {
-		h.Del("Set-Cookie")
+	h.Del("Set-Cookie") // the redacted copy has none; the homeserver's are the download's
+	if len(d.homeCookies) > 0 {
+		h["Set-Cookie"] = slices.Clone(d.homeCookies)
 	}
 	body := he.ResponseBody
 	h.Del("Content-Encoding") // the body below is the decoded one
 	h.Set("Content-Length", strconv.Itoa(len(body)))
-	status := he.Response.Status
+	code, status := he.Response.StatusCode, he.Response.Status
+	if code == http.StatusBadGateway && he.RespError != nil && he.RespError.ErrCode == mautrix.MTooLarge.ErrCode {
+		code, status = http.StatusRequestEntityTooLarge, ""
+	}
 	if status == "" {
-		status = strconv.Itoa(he.Response.StatusCode) + " " + http.StatusText(he.Response.StatusCode)
+		status = strconv.Itoa(code) + " " + http.StatusText(code)
 	}
 	return &http.Response{
 		Status:        status,
-		StatusCode:    he.Response.StatusCode,
+		StatusCode:    code,
 		Proto:         "HTTP/1.1",
 		ProtoMajor:    1,
 		ProtoMinor:    1,

@@ -537,8 +537,9 @@ func (r *recordingTransport) snapshots() []string {
 	return append([]string(nil), r.snap...)
 }
 
-// TestMediaTransportPassesOtherRequests: every request that is not a media download reaches the
-// wrapped transport as the very request the http.Client gave, byte for byte what the wrapped
+// TestMediaTransportPassesOtherRequests: every request that is not a media download (a HEAD of
+// another path included; a HEAD of a media path is a download: TestAttack3HeadLeaksToken) reaches
+// the wrapped transport as the very request the http.Client gave, byte for byte what the wrapped
 // transport receives without the MediaTransport.
 func TestMediaTransportPassesOtherRequests(t *testing.T) {
 	srv := testserver.New(t, testserver.Config{Profile: testserver.ProfileMediaRepo})
@@ -548,7 +549,7 @@ func TestMediaTransportPassesOtherRequests(t *testing.T) {
 		cli.Whoami(ctx)
 		cli.GetMediaConfig(ctx)
 		cli.UploadBytesWithName(ctx, []byte("uploaded bytes"), "text/plain", "a.txt")
-		cli.MakeFullRequest(ctx, mautrix.FullRequest{Method: http.MethodHead, URL: cli.BuildURL(mautrix.ClientURLPath{"v1", "media", "download", uri.Homeserver, uri.FileID})})
+		cli.MakeFullRequest(ctx, mautrix.FullRequest{Method: http.MethodHead, URL: cli.BuildURL(mautrix.ClientURLPath{"v1", "media", "config"})})
 		cli.MakeFullRequest(ctx, mautrix.FullRequest{Method: http.MethodPost, URL: cli.BuildURL(mautrix.ClientURLPath{"v1", "media", "download", uri.Homeserver, uri.FileID}), RequestJSON: map[string]int{"a": 1}})
 		cli.MakeFullRequest(ctx, mautrix.FullRequest{Method: http.MethodGet, URL: cli.BuildURL(mautrix.MediaURLPath{"v3", "preview_url"}) + "?url=https%3A%2F%2Fexample.org"})
 	}
@@ -753,5 +754,259 @@ func BenchmarkTransport(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// TestMediaTransportHead: a HEAD of a media path runs the chain (credentials on the homeserver
+// only) and returns the final answer's status and headers with an empty body; a HEAD of missing
+// media is the homeserver's 404.
+func TestMediaTransportHead(t *testing.T) {
+	b := mediaRepo(func(b *testserver.Behavior) { b.CDNRejectsAuth = false })
+	srv := testserver.New(t, testserver.Config{Behavior: &b})
+	want := content(12_345, 7)
+	uri := srv.AddMedia(want, testserver.MediaOptions{})
+	hc := &http.Client{Transport: newMediaTransport(t, nil, mediaclient.Options{})}
+	head := func(mediaID string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodHead, srv.URL+"/_matrix/client/v1/media/download/"+uri.Homeserver+"/"+mediaID, nil)
+		req.Header.Set("Authorization", "Bearer "+srv.AccessToken)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if body, err := io.ReadAll(resp.Body); err != nil || len(body) != 0 {
+			t.Errorf("HEAD body: %d bytes, %v; want none", len(body), err)
+		}
+		return resp
+	}
+	resp := head(uri.FileID)
+	if resp.StatusCode != http.StatusOK || resp.ContentLength != int64(len(want)) || resp.Header.Get("Content-Length") != fmt.Sprint(len(want)) {
+		t.Errorf("HEAD: %d, ContentLength %d, header %q; want 200 and %d", resp.StatusCode, resp.ContentLength, resp.Header.Get("Content-Length"), len(want))
+	}
+	cdn := offHome(srv)
+	if len(cdn) != 1 || cdn[0].Method != http.MethodHead {
+		t.Errorf("requests off the homeserver: %v; want the one HEAD at the CDN", cdn)
+	}
+	noCredentialsOffHome(t, srv)
+	if resp := head("missing"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("HEAD of missing media: %d; want 404", resp.StatusCode)
+	}
+}
+
+// TestMediaTransportStripsFollowUps: a request the MediaTransport passes on that is a redirect the
+// http.Client follows loses its credential headers once the chain has been at another origin (Go
+// forwards them to another port of the same host, and back); a same-origin redirect keeps them.
+// Without the transport, the other port gets the token: the test shows the difference.
+func TestMediaTransportStripsFollowUps(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]string{} // path → Authorization+Cookie as received
+	record := func(r *http.Request) {
+		mu.Lock()
+		seen[r.URL.Path] = r.Header.Get("Authorization") + r.Header.Get("Cookie")
+		mu.Unlock()
+	}
+	var hsURL string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		record(r)
+		http.Redirect(w, r, hsURL+"/_matrix/client/v3/back", http.StatusFound)
+	}))
+	t.Cleanup(other.Close)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		record(r)
+		switch r.URL.Path {
+		case "/_matrix/client/v3/same":
+			http.Redirect(w, r, "/_matrix/client/v3/kept", http.StatusFound)
+		case "/_matrix/client/v3/away":
+			http.Redirect(w, r, other.URL+"/elsewhere", http.StatusTemporaryRedirect)
+		default:
+			w.Write([]byte("{}"))
+		}
+	}))
+	t.Cleanup(hs.Close)
+	hsURL = hs.URL
+	for _, install := range []bool{false, true} {
+		clear(seen)
+		hc := &http.Client{}
+		if install {
+			hc.Transport = newMediaTransport(t, nil, mediaclient.Options{CredentialHeaders: []string{"X-Api-Key"}})
+		}
+		for _, path := range []string{"/_matrix/client/v3/same", "/_matrix/client/v3/away"} {
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, hs.URL+path, nil)
+			req.Header.Set("Authorization", "Bearer secret")
+			req.Header.Set("Cookie", "session=s")
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+		if seen["/_matrix/client/v3/kept"] == "" {
+			t.Errorf("install=%v: a same-origin redirect lost its credentials: %v", install, seen)
+		}
+		if away, back := seen["/elsewhere"], seen["/_matrix/client/v3/back"]; install && (away != "" || back != "") {
+			t.Errorf("with the transport: credentials %q at the other port, %q back at the homeserver after it; want none", away, back)
+		} else if !install && away == "" {
+			t.Errorf("without the transport the other port got no token: the test proves nothing")
+		}
+	}
+}
+
+// TestMediaTransportBelowClient: a MediaTransport that a Client cannot recognise (wrapped in
+// another RoundTripper) passes the Client's hops on as they are: an Offset download keeps its
+// Range, and a 503 is asked 1+DefaultMaxRetries times, not that squared.
+func TestMediaTransportBelowClient(t *testing.T) {
+	fast := mediaclient.Options{RetryWaitMin: time.Millisecond, RetryWaitMax: 5 * time.Millisecond}
+	hidden := func(t *testing.T) http.RoundTripper {
+		mt := newMediaTransport(t, nil, mediaclient.Options{})
+		return roundTripFunc(mt.RoundTrip)
+	}
+	b := mediaRepo(nil)
+	srv := testserver.New(t, testserver.Config{Behavior: &b})
+	want := content(100_000, 9)
+	uri := srv.AddMedia(want, testserver.MediaOptions{})
+	o := fast
+	o.Transport = hidden(t)
+	c := newClient(t, srv, o)
+	m, err := c.Download(t.Context(), uri, mediaclient.DownloadOptions{Offset: 60_000})
+	got, err := readAll(t, m, err)
+	if err != nil || m.Offset != 60_000 || !sameBytes(got, want[60_000:]) || rangedAt(srv, testserver.OriginCDN) == 0 {
+		t.Errorf("Offset download: %d bytes from %v, %v; want the last 40000 with Range at the CDN", len(got), m, err)
+	}
+	noCredentialsOffHome(t, srv)
+
+	b5 := testserver.Behavior{Faults: []testserver.Fault{{Status: http.StatusServiceUnavailable}}}
+	srv = testserver.New(t, testserver.Config{Behavior: &b5})
+	uri = srv.AddMedia([]byte("x"), testserver.MediaOptions{})
+	o.Transport = hidden(t)
+	c = newClient(t, srv, o)
+	if _, _, err := fetch(t, c, uri); httpStatus(err) != http.StatusServiceUnavailable {
+		t.Fatalf("err = %v; want the 503", err)
+	}
+	n := 0
+	for _, r := range srv.Requests() {
+		if strings.Contains(r.Path, "/media/") {
+			n++
+		}
+	}
+	if n != 1+mediaclient.DefaultMaxRetries {
+		t.Errorf("the media was asked for %d times; want %d", n, 1+mediaclient.DefaultMaxRetries)
+	}
+}
+
+// TestMediaTransportFinalErrors: through mautrix, a policy refusal is final (it matches
+// context.Canceled, which mautrix does not retry) and keeps the *Error and its sentinel; a network
+// failure is not, and mautrix retries it as it would without the transport.
+func TestMediaTransportFinalErrors(t *testing.T) {
+	b := mediaRepo(func(b *testserver.Behavior) {
+		b.CDNRejectsAuth = false
+		b.Chain, b.Loop = []testserver.OriginName{testserver.OriginCDN, testserver.OriginCDNHost}, true
+	})
+	srv := testserver.New(t, testserver.Config{Behavior: &b})
+	uri := srv.AddMedia([]byte("never"), testserver.MediaOptions{})
+	mt := newMediaTransport(t, nil, mediaclient.Options{MaxRetries: -1})
+	var calls int
+	counting := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		calls++
+		return mt.RoundTrip(req)
+	})
+	cli := bridgeIntent(t, srv, counting, ghost)
+	_, err := cli.DownloadBytes(t.Context(), uri)
+	var me *mediaclient.Error
+	if !errors.Is(err, mediaclient.ErrTooManyRedirects) || !errors.Is(err, context.Canceled) || !errors.As(err, &me) || calls != 1 {
+		t.Errorf("loop: %v after %d calls; want one call, an *Error wrapping ErrTooManyRedirects that matches context.Canceled", err, calls)
+	}
+
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close() // nothing listens there any more: connection refused
+	cli = bridgeIntent(t, srv, counting, ghost)
+	cli.HomeserverURL, _ = url.Parse(closed.URL)
+	calls = 0
+	_, err = cli.DownloadBytes(t.Context(), uri)
+	if err == nil || errors.Is(err, context.Canceled) || calls != 1+cli.DefaultHTTPRetries {
+		t.Errorf("connection refused: %v after %d calls; want mautrix's %d tries, not a final error", err, calls, 1+cli.DefaultHTTPRetries)
+	}
+}
+
+// TestMediaTransportDefaultTransportProxy: for a nil base, media goes through http.DefaultTransport's
+// proxy (here a recording proxy), as every other request does; Wrap of a client without a transport
+// too.
+func TestMediaTransportDefaultTransportProxy(t *testing.T) {
+	srv := testserver.New(t, testserver.Config{})
+	want := content(5_000, 4)
+	uri := srv.AddMedia(want, testserver.MediaOptions{})
+	var proxied atomic.Int64
+	target, _ := url.Parse(srv.URL)
+	forward := httputil.NewSingleHostReverseProxy(target)
+	direct := &http.Transport{} // not http.DefaultTransport, whose proxy is this one below
+	t.Cleanup(direct.CloseIdleConnections)
+	forward.Transport = direct
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.IsAbs() { // a request for a proxy names the whole URL
+			proxied.Add(1)
+		}
+		forward.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	proxyURL, _ := url.Parse(proxy.URL)
+	dt := http.DefaultTransport.(*http.Transport)
+	saved := dt.Proxy
+	dt.Proxy = http.ProxyURL(proxyURL)
+	t.Cleanup(func() { dt.Proxy = saved; dt.CloseIdleConnections() })
+
+	cli, err := mautrix.NewClient(srv.URL, "", srv.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli.Client.Transport = newMediaTransport(t, nil, mediaclient.Options{})
+	if got, err := cli.DownloadBytes(t.Context(), uri); err != nil || !sameBytes(got, want) || proxied.Load() == 0 {
+		t.Errorf("with the transport: %d bytes, %v, %d requests through the proxy; want the media through it", len(got), err, proxied.Load())
+	}
+	proxied.Store(0)
+	cli.Client.Transport = nil
+	w, err := mediaclient.Wrap(cli)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Client().CloseIdleConnections)
+	if got, err := w.DownloadBytes(t.Context(), uri); err != nil || !sameBytes(got, want) || proxied.Load() == 0 {
+		t.Errorf("Wrap: %d bytes, %v, %d requests through the proxy; want the media through it", len(got), err, proxied.Load())
+	}
+}
+
+// TestWrapAppserviceDevice: Wrap sends an appservice client's device_id (both names, as mautrix
+// does) with its user_id to the homeserver, and to no other origin; a caller's own user_id wins.
+func TestWrapAppserviceDevice(t *testing.T) {
+	b := mediaRepo(func(b *testserver.Behavior) { b.CDNRejectsAuth = false })
+	srv := testserver.New(t, testserver.Config{Behavior: &b})
+	uri := srv.AddMedia([]byte("device"), testserver.MediaOptions{})
+	cli := bridgeIntent(t, srv, nil, ghost)
+	cli.DeviceID, cli.SetAppServiceDeviceID = "DEVICE", true
+	w, err := mediaclient.Wrap(cli)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Client().CloseIdleConnections)
+	resp, err := w.DownloadWithParams(t.Context(), uri, mautrix.DownloadExtra{Query: map[string]string{"user_id": "@other:" + srv.ServerName}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	h := srv.RequestsTo(testserver.OriginHomeserver)
+	if len(h) == 0 {
+		t.Fatal("no request reached the homeserver")
+	}
+	q := h[len(h)-1].Query()
+	if q.Get("device_id") != "DEVICE" || q.Get("org.matrix.msc3202.device_id") != "DEVICE" || q.Get("user_id") != "@other:"+srv.ServerName {
+		t.Errorf("homeserver query %v; want both device_id names and the caller's user_id", q)
+	}
+	for _, r := range offHome(srv) {
+		if r.Query().Has("device_id") || r.Query().Has("user_id") || r.HasCredentials() {
+			t.Errorf("%s %s carried the appservice's parameters or a credential", r.Origin, r.Path)
+		}
+	}
+	if len(offHome(srv)) == 0 {
+		t.Error("nothing went to the CDN: the test proves nothing")
 	}
 }

@@ -129,12 +129,14 @@ type request struct {
 	offset    int64      // start the body here (Range)
 	ifRange   string     // only if the media still has this validator (If-Range)
 	limit     int64      // the size limit, 0 for none
+	noParam   bool       // the caller asked for allow_redirect=false: it is sent as asked, never true
 
 	// Set by MediaTransport, which downloads for requests it was given; zero for the Client's own
 	// calls.
 	api    API         // the endpoint family, fixed: it never falls back ("" lets the Client choose)
 	header http.Header // the headers of the homeserver request, credentials included (nil: the Client's)
 	scope  string      // keeps apart the 308 cache entries of calls made with different credentials
+	method string      // HEAD for a HEAD request; "" is GET
 }
 
 // op names the operation for errors.
@@ -165,12 +167,36 @@ func (c *Client) buildURL(r *request, api API, allowRedirect bool, timeoutMS int
 	q := r.params()
 	if allowRedirect {
 		q = append(q, "allow_redirect=true")
+	} else if r.noParam {
+		q = append(q, "allow_redirect=false")
 	}
 	if timeoutMS > 0 {
 		q = append(q, "timeout_ms="+strconv.FormatInt(timeoutMS, 10))
 	}
 	u.RawQuery = strings.Join(q, "&")
 	return &u
+}
+
+// withQuery returns q with the Client's own query parameters (an appservice's user_id and device_id,
+// set by Wrap) added where q does not set them, as mautrix adds them before the caller's.
+func (c *Client) withQuery(q url.Values) url.Values {
+	if len(c.query) == 0 {
+		return q
+	}
+	m := make(url.Values, len(q)+len(c.query))
+	for k, v := range c.query {
+		m[k] = v
+	}
+	for k, v := range q {
+		m[k] = v
+	}
+	return m
+}
+
+// callerNoParam reports whether a caller's query asks for allow_redirect=false.
+func callerNoParam(q url.Values) bool {
+	v, ok := q["allow_redirect"]
+	return ok && len(v) > 0 && v[0] == "false"
 }
 
 // params returns the query parameters of r that every endpoint shares, escaped: the thumbnail's
