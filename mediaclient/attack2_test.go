@@ -202,7 +202,7 @@ func TestAttack2UnreachableTargetNoFallback(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := tc.b
-			srv, c := setup(t, testserver.Config{Behavior: &b}, mediaclient.Options{API: mediaclient.APIV3, MaxRetries: 1, HeaderTimeout: 50 * time.Millisecond})
+			srv, c := setup(t, testserver.Config{Behavior: &b}, mediaclient.Options{API: mediaclient.APIV3, MaxRetries: 1, HeaderTimeout: stallWindow})
 			uri := srv.AddMedia(want, testserver.MediaOptions{})
 			got, m, err := fetch(t, c, uri)
 			if err != nil || !sameBytes(got, want) {

@@ -240,7 +240,7 @@ func TestAttack4WellKnownStallHoldsForever(t *testing.T) {
 	}
 	key := federation.GenerateSigningKey()
 	f, err := mediaclient.NewFederationClient(mediaclient.FederationOptions{ServerName: originName, Key: key, AllowPrivateServers: true,
-		Options: mediaclient.Options{StallTimeout: 50 * time.Millisecond, Transport: tr}})
+		Options: mediaclient.Options{StallTimeout: stallWindow, Transport: tr}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -839,7 +839,7 @@ func TestAttack4StalledHeadAndBody(t *testing.T) {
 		},
 	}))
 	t.Cleanup(func() { close(quit) })
-	f := hostileFed(t, r, mediaclient.FederationOptions{Options: mediaclient.Options{StallTimeout: 50 * time.Millisecond}})
+	f := hostileFed(t, r, mediaclient.FederationOptions{Options: mediaclient.Options{StallTimeout: stallWindow}})
 	if _, err := f.Download(t.Context(), mustURI(t, "mxc://remote.test/abc")); !errors.Is(err, mediaclient.ErrStalled) {
 		t.Errorf("stalled metadata part: err = %v; want ErrStalled", err)
 	}
@@ -957,7 +957,7 @@ func TestAttack4NoLeaks(t *testing.T) {
 		"/big": func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, big) },
 	}))
 	t.Cleanup(func() { close(quit) })
-	f := hostileFed(t, r, mediaclient.FederationOptions{Options: mediaclient.Options{StallTimeout: 50 * time.Millisecond}})
+	f := hostileFed(t, r, mediaclient.FederationOptions{Options: mediaclient.Options{StallTimeout: stallWindow}})
 	for _, id := range []string{"stall", "bad", "private", "fails"} {
 		if _, err := f.Download(t.Context(), mustURI(t, "mxc://remote.test/"+id)); err == nil {
 			t.Errorf("%s: no error", id)

@@ -603,7 +603,7 @@ func TestHoldsCredentialsEverywhere(t *testing.T) {
 				},
 			}
 			srv, c := setup(t, testserver.Config{Behavior: &b}, mediaclient.Options{
-				API: mediaclient.APIV3, StallTimeout: 50 * time.Millisecond,
+				API: mediaclient.APIV3, StallTimeout: stallWindow,
 				Header:            http.Header{"cookie": {"session=1"}, "x-secret": {"s"}},
 				CredentialHeaders: []string{"x-SECRET"},
 			})
@@ -678,7 +678,7 @@ func TestHoldsNoLeakAfterStallsAndClose(t *testing.T) {
 	before := leakcheck.Snapshot()
 	b := testserver.Behavior{Faults: []testserver.Fault{{Stall: testserver.StallBody, StallAfter: 500}}}
 	srv := testserver.New(t, testserver.Config{Behavior: &b})
-	c := newClient(t, srv, mediaclient.Options{API: mediaclient.APIV3, StallTimeout: 20 * time.Millisecond, MaxRetries: 1})
+	c := newClient(t, srv, mediaclient.Options{API: mediaclient.APIV3, StallTimeout: stallWindow, MaxRetries: 1})
 	uri := srv.AddMedia(content(20_000, 12), testserver.MediaOptions{})
 	if _, _, err := fetch(t, c, uri); !errors.Is(err, mediaclient.ErrStalled) {
 		t.Fatalf("stalled: %v", err)

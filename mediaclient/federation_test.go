@@ -493,7 +493,7 @@ func TestFederationLocationReRequested(t *testing.T) {
 		{"reset once", testserver.Behavior{Chain: cdn, Faults: []testserver.Fault{{At: testserver.RoleCDN, Reset: true, Count: 1}}}, mediaclient.Options{}, false},
 		{"expired once", testserver.Behavior{Chain: cdn, ExpiredURLs: 1}, mediaclient.Options{}, false},
 		{"no headers once", testserver.Behavior{Chain: cdn, Faults: []testserver.Fault{{At: testserver.RoleCDN, Stall: testserver.StallHeaders, Count: 1}}},
-			mediaclient.Options{HeaderTimeout: 50 * time.Millisecond}, false},
+			mediaclient.Options{HeaderTimeout: stallWindow}, false},
 		{"500 twice", testserver.Behavior{Chain: cdn, Faults: []testserver.Fault{{At: testserver.RoleCDN, Status: 500, Count: 2}}}, mediaclient.Options{}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -594,11 +594,11 @@ func TestFederationResumed(t *testing.T) {
 	}{
 		{"inline truncated", testserver.Behavior{Faults: []testserver.Fault{{Truncate: true, TruncateAt: 120_000, Count: 1}}}, testserver.FederationBehavior{}, mediaclient.Options{}, false},
 		{"inline stalled", testserver.Behavior{Faults: []testserver.Fault{{Stall: testserver.StallBody, StallAfter: 120_000, Count: 1}}}, testserver.FederationBehavior{},
-			mediaclient.Options{StallTimeout: 50 * time.Millisecond}, false},
+			mediaclient.Options{StallTimeout: stallWindow}, false},
 		{"location truncated", testserver.Behavior{Chain: cdn, Faults: []testserver.Fault{{At: testserver.RoleCDN, Truncate: true, TruncateAt: 120_000, Count: 1}}},
 			testserver.FederationBehavior{Location: true}, mediaclient.Options{}, true},
 		{"location stalled", testserver.Behavior{Chain: cdn, Faults: []testserver.Fault{{At: testserver.RoleCDN, Stall: testserver.StallBody, StallAfter: 120_000, Count: 1}}},
-			testserver.FederationBehavior{Location: true}, mediaclient.Options{StallTimeout: 50 * time.Millisecond}, true},
+			testserver.FederationBehavior{Location: true}, mediaclient.Options{StallTimeout: stallWindow}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, key := fedServer(t, tc.b, tc.fb)

@@ -556,7 +556,7 @@ func TestTraceSeesRetries(t *testing.T) {
 		{Count: 1, Truncate: true, TruncateAt: 1000},
 		{Count: 1, Stall: testserver.StallBody, StallAfter: 3000},
 	}}
-	srv, c := setup(t, testserver.Config{Behavior: &b}, mediaclient.Options{API: mediaclient.APIV3, StallTimeout: 50 * time.Millisecond})
+	srv, c := setup(t, testserver.Config{Behavior: &b}, mediaclient.Options{API: mediaclient.APIV3, StallTimeout: stallWindow})
 	want := content(5000, 2)
 	uri := srv.AddMedia(want, testserver.MediaOptions{})
 	var events []string

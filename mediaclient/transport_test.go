@@ -177,7 +177,7 @@ func mediaRepo(change func(*testserver.Behavior)) testserver.Behavior {
 	return b
 }
 
-const shortStallTimeout = 30 * time.Millisecond
+const shortStallTimeout = stallWindow
 
 // TestMediaTransportMautrixMethods drives mautrix's own download methods, from a plain client and
 // from an appservice intent, against the media-repo profile and its faults, with the transport
