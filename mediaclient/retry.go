@@ -103,10 +103,3 @@ func serverWait(resp *http.Response) (time.Duration, bool) {
 	}
 	return 0, false
 }
-
-// logAttempt logs retries.
-func (c *Client) logAttempt(_ retryablehttp.Logger, req *http.Request, attempt int) {
-	if attempt > 0 {
-		c.debug(req.Context(), "retrying", "attempt", attempt, "url", redactURL(req.URL))
-	}
-}
