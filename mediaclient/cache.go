@@ -43,6 +43,14 @@ func (rc *redirectCache) get(key string) (cachedTarget, bool) {
 	return rc.lru.Get(key)
 }
 
+// len is how many targets are remembered.
+func (rc *redirectCache) len() int {
+	if rc == nil {
+		return 0
+	}
+	return rc.lru.Len()
+}
+
 func (rc *redirectCache) add(key string, t cachedTarget) {
 	if rc != nil && key != "" {
 		rc.lru.Add(key, t)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -98,20 +99,19 @@ func resolveLocation(cur *url.URL, values []string) (*url.URL, error) {
 	}
 	next := cur.ResolveReference(ref)
 	next.Fragment, next.RawFragment = "", ""
-	redacted := redactURL(next)
 	switch strings.ToLower(next.Scheme) {
 	case "http", "https":
 	default:
-		return nil, &RedirectError{Reason: fmt.Sprintf("scheme %q is not http or https", next.Scheme), Location: redacted}
+		return nil, &RedirectError{Reason: fmt.Sprintf("scheme %q is not http or https", next.Scheme), Location: redactURL(next)}
 	}
 	if next.User != nil {
-		return nil, &RedirectError{Reason: "credentials (userinfo) in Location", Location: redacted}
+		return nil, &RedirectError{Reason: "credentials (userinfo) in Location", Location: redactURL(next)}
 	}
 	if next.Hostname() == "" {
-		return nil, &RedirectError{Reason: "no host in Location", Location: redacted}
+		return nil, &RedirectError{Reason: "no host in Location", Location: redactURL(next)}
 	}
 	if numericHost(next.Hostname()) {
-		return nil, &RedirectError{Reason: "host is a number but not an IP address in standard form", Location: redacted}
+		return nil, &RedirectError{Reason: "host is a number but not an IP address in standard form", Location: redactURL(next)}
 	}
 	return next, nil
 }
@@ -225,7 +225,7 @@ func (d *download) guardFor(o origin) guard {
 func (d *download) RoundTrip(req *http.Request) (*http.Response, error) {
 	c := d.c
 	ctx := req.Context()
-	key := d.cacheKey
+	cacheable := d.cacheKey != "" || d.keyURL != nil
 	cur := req.URL
 	left := false // the chain has left the homeserver's origin
 	redirects := 0
@@ -234,7 +234,11 @@ func (d *download) RoundTrip(req *http.Request) (*http.Response, error) {
 	if d.attempt > 0 {
 		step = StepRetry
 	}
-	cached, fromCache := c.cache.get(key) // a remembered 308 target: start there
+	var cached cachedTarget // a remembered 308 target: start there
+	var fromCache bool
+	if cacheable && c.cache.len() > 0 {
+		cached, fromCache = c.cache.get(d.redirectKey())
+	}
 	if fromCache {
 		cur, left, step = cached.url, cached.left, StepCached
 	}
@@ -251,29 +255,22 @@ func (d *download) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		d.fromHome = !left
 		creds := !left
-		hopReq := req.Clone(ctx)
-		hopReq.URL, hopReq.Host = cur, ""
+		hopReq := d.hopRequest(req, cur, creds)
 		if o == d.home {
 			hopReq.Host = d.rules.homeHost
 		}
-		if !creds {
-			for _, h := range c.credentialHeaders {
-				delete(hopReq.Header, h)
-			}
-		}
-		delete(hopReq.Header, "Referer")
 		if d.rules.closeConns {
 			hopReq.Close = true
 		}
 		hop := Hop{Step: step, Attempt: d.attempt, Method: hopReq.Method, Origin: o.String(), Path: cur.EscapedPath(), Credentials: creds && c.hasCredentials(hopReq.Header)}
-		hopReq, err := c.guardHop(hopReq, d.guardFor(o), guard)
+		hopCtx, err := c.guardContext(hopReq, d.guardFor(o), guard)
 		var resp *http.Response
 		if err == nil {
 			wait := time.Duration(0)
 			if o == d.home {
 				wait = d.serverWait
 			}
-			resp, err = c.exchange(hopReq, wait)
+			resp, err = c.exchangeWith(hopReq, true, hopCtx, wait, &d.timer)
 		}
 		if resp != nil {
 			hop.Status = resp.StatusCode
@@ -290,7 +287,7 @@ func (d *download) RoundTrip(req *http.Request) (*http.Response, error) {
 				if resp != nil {
 					drain(resp)
 				}
-				c.cache.remove(key)
+				c.cache.remove(d.redirectKey())
 				restart(StepRequest)
 				continue
 			}
@@ -300,7 +297,9 @@ func (d *download) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if left && !reResolved && d.rules.reResolve && reResolveStatus(resp.StatusCode) {
 			// A stale or refused target URL: ask the homeserver once more for a fresh one.
-			c.debug(ctx, "re-resolving through the homeserver", "status", resp.StatusCode, "origin", o.String())
+			if c.debugging(ctx) {
+				c.debug(ctx, "re-resolving through the homeserver", "status", resp.StatusCode, "origin", o.String())
+			}
 			drain(resp)
 			reResolved = true
 			restart(StepReResolve)
@@ -308,7 +307,7 @@ func (d *download) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if !isFollowed(resp.StatusCode) {
 			if permanent != nil && resp.StatusCode >= 200 && resp.StatusCode < 300 {
-				c.cache.add(key, *permanent)
+				c.cache.add(d.redirectKey(), *permanent)
 			}
 			return resp, nil
 		}
@@ -327,15 +326,44 @@ func (d *download) RoundTrip(req *http.Request) (*http.Response, error) {
 		if strings.EqualFold(cur.Scheme, "https") && strings.EqualFold(next.Scheme, "http") && !c.opts.AllowInsecureRedirects {
 			return nil, &RedirectError{Reason: "https to http downgrade", Location: redactURL(next)}
 		}
-		if allPermanent && resp.StatusCode == http.StatusPermanentRedirect && key != "" {
+		if allPermanent && resp.StatusCode == http.StatusPermanentRedirect && cacheable {
 			permanent = &cachedTarget{url: next, left: left || originOf(next) != d.home}
 		} else {
 			allPermanent = false
 		}
 		redirects++
-		c.debug(ctx, "following redirect", "status", resp.StatusCode, "to", redactURL(next))
+		if c.debugging(ctx) {
+			c.debug(ctx, "following redirect", "status", resp.StatusCode, "to", redactURL(next))
+		}
 		cur, step = next, StepRedirect
 	}
+}
+
+// hopRequest returns the request of one hop to u: a shallow copy of req, whose headers it shares
+// unless some must go (a Referer; the credentials when creds is false), and then a copy without
+// them — or, for headers that are the Client's own, the Client's copy without credentials. Nothing
+// below the chain changes a request's headers.
+func (d *download) hopRequest(req *http.Request, u *url.URL, creds bool) *http.Request {
+	c := d.c
+	hopReq := new(http.Request)
+	*hopReq = *req
+	hopReq.URL, hopReq.Host = u, ""
+	switch {
+	case len(req.Header["Referer"]) == 0 && (creds || !c.hasCredentials(req.Header)):
+		return hopReq
+	case !creds && d.baseHeader:
+		hopReq.Header = c.publicHeader
+		return hopReq
+	}
+	h := make(http.Header, len(req.Header))
+	for k, v := range req.Header {
+		if k == "Referer" || !creds && slices.Contains(c.credentialHeaders, k) {
+			continue
+		}
+		h[k] = v
+	}
+	hopReq.Header = h
+	return hopReq
 }
 
 func (c *Client) hasCredentials(h http.Header) bool {

@@ -171,6 +171,8 @@ type Client struct {
 	learned           learned
 	cache             *redirectCache // nil when off
 	query             url.Values     // added to every homeserver request where the caller sets none (Wrap: user_id)
+	baseHeader        http.Header    // what every request to the homeserver starts from (header)
+	publicHeader      http.Header    // baseHeader as it goes to other origins (makePublicHeader)
 }
 
 // learned is what a Client learns about its homeserver, shared by every call.
@@ -292,6 +294,8 @@ func New(opts Options) (*Client, error) {
 	if c.transport == nil {
 		c.transport, c.ownTransport = NewTransport(), true
 	}
+	c.baseHeader = c.makeHeader()
+	c.publicHeader = c.makePublicHeader()
 	return c, nil
 }
 
@@ -345,6 +349,12 @@ func (c *Client) logger(ctx context.Context) *zerolog.Logger {
 		return c.opts.Logger
 	}
 	return l
+}
+
+// debugging reports whether debug lines of a call are logged: callers check it before building
+// costly arguments.
+func (c *Client) debugging(ctx context.Context) bool {
+	return c.logger(ctx).GetLevel() <= zerolog.DebugLevel
 }
 
 func (c *Client) debug(ctx context.Context, msg string, kv ...any) {

@@ -173,7 +173,9 @@ type download struct {
 	// The request on its way.
 	home       origin        // the origin credentials may go to: the homeserver's (or the remote server's)
 	rules      chainRules    // how the chain treats its hops
-	cacheKey   string        // key of the 308 cache for the current request
+	baseHeader bool          // the request's headers are the Client's own (header), unchanged
+	cacheKey   string        // key of the 308 cache for the current request ("": not cached), or
+	keyURL     *url.URL      // the request's first URL, while its key is not made (redirectKey)
 	serverWait time.Duration // the timeout_ms the homeserver was given
 	step       Step          // why the next request goes out
 	attempt    int           // which try of the chain is running (0 the first)
@@ -193,25 +195,26 @@ type download struct {
 
 	fed *fedCall // the federation plan; nil for a client download (federation.go)
 
-	retry *retryablehttp.Client
+	retry *retryablehttp.Client // &retryClient
+	// The download's go-retryablehttp client and its http.Client, and the timer of its hops, are
+	// part of it: no allocation of their own.
+	retryClient retryablehttp.Client
+	httpClient  http.Client
+	timer       hopTimer
 }
 
 // newDownload returns a download for r. Its context is ctx bounded by Options.Timeout; the caller
 // must call d.cancel when done with it.
 func (c *Client) newDownload(ctx context.Context, r *request) *download {
-	d := &download{c: c, r: r, step: StepRequest, trace: traceFrom(ctx), home: c.home, rules: c.chainRules()}
+	d := &download{c: c, r: r, step: StepRequest, trace: traceFrom(ctx), home: c.home, rules: c.chainRules(), hops: make([]Hop, 0, 2)}
 	if c.opts.Timeout > 0 {
 		d.ctx, d.cancel = context.WithTimeout(ctx, c.opts.Timeout)
 	} else {
 		d.ctx, d.cancel = context.WithCancel(ctx)
 	}
-	d.retry = &retryablehttp.Client{
-		HTTPClient: &http.Client{
-			Transport: d,
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			},
-		},
+	d.httpClient = http.Client{Transport: d, CheckRedirect: noRedirects}
+	d.retryClient = retryablehttp.Client{
+		HTTPClient:     &d.httpClient,
 		RetryWaitMin:   c.opts.RetryWaitMin,
 		RetryWaitMax:   c.opts.RetryWaitMax,
 		RetryMax:       c.maxRetries,
@@ -220,7 +223,21 @@ func (c *Client) newDownload(ctx context.Context, r *request) *download {
 		ErrorHandler:   retryablehttp.PassthroughErrorHandler,
 		RequestLogHook: d.logAttempt,
 	}
+	d.retry = &d.retryClient
 	return d
+}
+
+// noRedirects leaves redirects to the chain.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// redirectKey returns the key of the 308 cache for the current request, "" when it is not cached.
+// It is made when first needed: a Client whose cache is empty makes none.
+func (d *download) redirectKey() string {
+	if d.keyURL != nil {
+		d.cacheKey = string(d.api) + " " + d.keyURL.String() + d.r.scope
+		d.keyURL = nil
+	}
+	return d.cacheKey
 }
 
 // start runs a call up to its first successful answer and returns the Media that streams it.
@@ -313,22 +330,23 @@ func (d *download) do(offset int64, ifRange string) (*http.Response, error) {
 	for {
 		ms := c.timeoutMS(deadline)
 		d.serverWait = time.Duration(ms) * time.Millisecond
-		u := c.buildURL(d.r, d.api, d.param, ms).String()
+		target := c.buildURL(d.r, d.api, d.param, ms)
 		var h http.Header
 		if d.r.header != nil {
 			h = d.r.header.Clone()
 		} else {
 			h = c.header()
 		}
+		d.baseHeader = d.r.header == nil && offset <= 0
 		if offset > 0 {
 			h.Set("Range", "bytes="+strconv.FormatInt(offset, 10)+"-")
 			if ifRange != "" {
 				h.Set("If-Range", ifRange)
 			}
 		}
-		d.cacheKey = string(d.api) + " " + u + d.r.scope
+		d.cacheKey, d.keyURL = "", target
 		d.from = offset
-		resp, err := d.send(u, h)
+		resp, err := d.sendURL(d.ctx, target, h)
 		if err != nil {
 			switch {
 			case refusedRedirectFallback(d.api, d.param, err):
@@ -419,14 +437,38 @@ func (d *download) send(u string, h http.Header) (*http.Response, error) {
 // sendContext is send with a context derived from the download's (carrying a value for the
 // transport, say).
 func (d *download) sendContext(ctx context.Context, u string, h http.Header) (*http.Response, error) {
-	method := http.MethodGet
-	if d.r.method != "" {
-		method = d.r.method
-	}
-	req, err := retryablehttp.NewRequestWithContext(ctx, method, u, nil)
+	req, err := retryablehttp.NewRequestWithContext(ctx, d.method(), u, nil)
 	if err != nil {
 		return nil, err
 	}
+	return d.sendRequest(req, h)
+}
+
+// sendURL is sendContext with the URL as built, not its text, which would only be parsed back into
+// the same URL.
+func (d *download) sendURL(ctx context.Context, u *url.URL, h http.Header) (*http.Response, error) {
+	hreq, err := http.NewRequestWithContext(ctx, d.method(), "", nil)
+	if err != nil {
+		return nil, err
+	}
+	hreq.URL = u
+	req, err := retryablehttp.FromRequest(hreq)
+	if err != nil {
+		return nil, err
+	}
+	return d.sendRequest(req, h)
+}
+
+// method is the method of the download's requests: GET, or the caller's (HEAD through a
+// MediaTransport).
+func (d *download) method() string {
+	if d.r.method != "" {
+		return d.r.method
+	}
+	return http.MethodGet
+}
+
+func (d *download) sendRequest(req *retryablehttp.Request, h http.Header) (*http.Response, error) {
 	if h != nil {
 		req.Header = h
 	}
@@ -475,14 +517,28 @@ func (d *download) backoff(min, max time.Duration, attempt int, resp *http.Respo
 // logAttempt is go-retryablehttp's hook before each attempt: it tells the chain which try it runs.
 func (d *download) logAttempt(_ retryablehttp.Logger, req *http.Request, attempt int) {
 	d.attempt = attempt
-	if attempt > 0 {
+	if attempt > 0 && d.c.debugging(req.Context()) {
 		d.c.debug(req.Context(), "retrying", "attempt", attempt, "url", redactURL(req.URL))
 	}
 }
 
 // header returns the headers of a request to the homeserver: the caller's, the user agent and the
 // token.
-func (c *Client) header() http.Header {
+func (c *Client) header() http.Header { return c.baseHeader.Clone() }
+
+// makePublicHeader is what of the homeserver's headers goes to other origins: no credential, no
+// Referer. Hops share it, read only.
+func (c *Client) makePublicHeader() http.Header {
+	h := c.baseHeader.Clone()
+	delete(h, "Referer")
+	for _, k := range c.credentialHeaders {
+		delete(h, k)
+	}
+	return h
+}
+
+// makeHeader builds the headers every request to the homeserver starts from (header clones them).
+func (c *Client) makeHeader() http.Header {
 	h := make(http.Header, len(c.opts.Header)+2)
 	for k, v := range c.opts.Header {
 		h[k] = append([]string(nil), v...)

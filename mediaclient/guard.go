@@ -226,10 +226,21 @@ func guardControl(ctx context.Context, network, address string, _ syscall.RawCon
 // that cannot apply the override (not NewFederationTransport's, or through a proxy) connects to the
 // name in the URL, so both are checked, and both must pass.
 func (c *Client) guardHop(req *http.Request, g guard, chain *chainGuard) (*http.Request, error) {
-	if g == guardNone {
-		return req, nil
+	ctx, err := c.guardContext(req, g, chain)
+	if ctx != req.Context() {
+		req = req.WithContext(ctx)
 	}
-	host, port, overridden := dialTarget(req.Context(), req.URL) // the URL's, or where server discovery said to connect
+	return req, err
+}
+
+// guardContext is guardHop returning the context to send the request with, not a copy of the
+// request: the chain makes one copy of each hop's request, with the hop's context (exchangeWith).
+func (c *Client) guardContext(req *http.Request, g guard, chain *chainGuard) (context.Context, error) {
+	ctx := req.Context()
+	if g == guardNone {
+		return ctx, nil
+	}
+	host, port, overridden := dialTarget(ctx, req.URL) // the URL's, or where server discovery said to connect
 	p := &hopPolicy{c: c, guard: g, host: host, chain: chain}
 	viaProxy := false
 	if t, ok := c.transport.(*http.Transport); ok && t.Proxy != nil {
@@ -238,39 +249,40 @@ func (c *Client) guardHop(req *http.Request, g guard, chain *chainGuard) (*http.
 		}
 	}
 	if !viaProxy {
-		req = req.WithContext(context.WithValue(req.Context(), policyKey{}, p))
+		ctx = context.WithValue(ctx, policyKey{}, p)
 	}
 	if g == guardHome {
-		return req, nil
+		return ctx, nil
 	}
-	if err := c.preCheck(req, p, host, port, viaProxy); err != nil {
-		return req, err
+	if err := c.preCheck(ctx, req, p, host, port, viaProxy); err != nil {
+		return ctx, err
 	}
 	if overridden && !appliesDialOverride(c.transport, viaProxy) {
 		q := *p
 		q.host = req.URL.Hostname()
-		if err := c.preCheck(req, &q, q.host, urlPort(req.URL), viaProxy); err != nil {
-			return req, err
+		if err := c.preCheck(ctx, req, &q, q.host, urlPort(req.URL), viaProxy); err != nil {
+			return ctx, err
 		}
 	}
-	return req, nil
+	return ctx, nil
 }
 
 // preCheck checks host and port against p before the hop is sent, where the dialer does not: an
-// address literal always, a name by resolving it here (and refused when it does not resolve).
-func (c *Client) preCheck(req *http.Request, p *hopPolicy, host string, port uint16, viaProxy bool) error {
+// address literal always, a name by resolving it here (and refused when it does not resolve). ctx
+// is the hop's, from guardContext.
+func (c *Client) preCheck(ctx context.Context, req *http.Request, p *hopPolicy, host string, port uint16, viaProxy bool) error {
 	if a, err := netip.ParseAddr(host); err == nil {
-		return p.check(req.Context(), netip.AddrPortFrom(a, port))
+		return p.check(ctx, netip.AddrPortFrom(a, port))
 	}
 	if c.ownTransport && !viaProxy {
 		return nil // the dialer checks
 	}
-	addrs, err := c.lookup(req.Context(), host)
+	addrs, err := c.lookup(ctx, host)
 	if err != nil || len(addrs) == 0 {
 		return &RedirectError{Reason: "the target's address cannot be checked (it does not resolve here)", Location: redactURL(req.URL)}
 	}
 	for _, a := range addrs {
-		if err := p.check(req.Context(), netip.AddrPortFrom(a, port)); err != nil {
+		if err := p.check(ctx, netip.AddrPortFrom(a, port)); err != nil {
 			return err
 		}
 	}
