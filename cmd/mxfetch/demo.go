@@ -134,7 +134,7 @@ func runDemo(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 			srv.Close()
 			return err
 		}
-		r := d.one(ctx, uri.String())
+		r := d.oneNow(ctx, uri.String())
 		d.close()
 		for _, req := range srv.Requests() {
 			fmt.Fprintf(stdout, "   %-10s saw %s %s%s  credentials: %s\n", originName(srv, req.Origin), req.Method, req.Path, queryNote(req), yesNo(req.HasCredentials()))

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/maphash"
 	"io"
 	"io/fs"
 	"os"
@@ -148,9 +149,12 @@ func (r *result) settle(stream bool) {
 }
 
 // names hands out file names within one run, so that two downloads never write the same file.
+// It keeps the names as hashes: a name whose hash another name had gets the longer form, which is
+// harmless, and memory does not grow with the names' length.
 type names struct {
 	mu      sync.Mutex
-	claimed map[string]bool
+	seed    maphash.Seed
+	claimed map[uint64]struct{}
 }
 
 // claim returns a name for base that no other download of this run uses. A name already taken
@@ -171,8 +175,9 @@ func (n *names) claim(base, mediaID string) string {
 		default:
 			name = filename.Fit(fmt.Sprintf("%s-%s-%d", stem, mediaID, i-1), ext)
 		}
-		if !n.claimed[name] {
-			n.claimed[name] = true
+		h := maphash.String(n.seed, name)
+		if _, taken := n.claimed[h]; !taken {
+			n.claimed[h] = struct{}{}
 			return name
 		}
 	}
@@ -195,7 +200,7 @@ func newDownloader(o *options, cs *clients, stdout, stderr io.Writer) (*download
 	toStderr := o.target != nil && o.target.inherited && o.target.fd == 2
 	tty := o.outputIsTerminal(stdout)
 	live := !o.quiet && !o.json && isTerminal(stderr) && !tty && !toStderr
-	d := &downloader{o: o, clients: cs, stdout: stdout, stderr: stderr, tty: tty, names: &names{claimed: map[string]bool{}}}
+	d := &downloader{o: o, clients: cs, stdout: stdout, stderr: stderr, tty: tty, names: &names{seed: maphash.MakeSeed(), claimed: map[uint64]struct{}{}}}
 	switch {
 	case o.outputIsStdout, o.target != nil && o.target.special:
 	case o.outputIsDir:
@@ -218,7 +223,7 @@ func newDownloader(o *options, cs *clients, stdout, stderr io.Writer) (*download
 
 func (d *downloader) close() {
 	if d.dir != nil {
-		d.dir.root.Close()
+		d.dir.close()
 	}
 }
 
@@ -259,127 +264,179 @@ func unique(uris []string) []string {
 	return out
 }
 
-func canonical(raw string) string {
-	if u, err := mediaclient.ParseURI(raw); err == nil {
-		return u.String()
-	}
-	return raw
-}
-
 // run fetches every URI with o.jobs workers, each distinct URI once, reports one result per URI
-// given, and returns errFailed if any failed.
+// given, and returns errFailed if any failed. Files finished in an output directory are committed
+// in batches (see committer): a result is reported once its file is synced and under its name.
+// Without --json no result is kept once reported, and the URIs of an -i file are read twice rather
+// than kept: memory does not grow with the number of files beyond a few bytes each.
 func (d *downloader) run(ctx context.Context) error {
 	o := d.o
-	type job struct {
-		raw    string
-		inputs []int // where the URI was given
-	}
-	var jobs []*job
-	index := map[string]*job{}
-	for i, raw := range o.uris {
-		k := canonical(raw)
-		if j := index[k]; j != nil {
-			j.inputs = append(j.inputs, i)
-			continue
-		}
-		j := &job{raw: raw, inputs: []int{i}}
-		index[k] = j
-		jobs = append(jobs, j)
+	in := inputs{uris: o.uris, path: o.inputFile}
+	pl, err := planInputs(in, o.json)
+	if err != nil {
+		return err
 	}
 	workers := o.jobs
 	if o.outputIsStdout || o.target != nil && o.target.special {
 		workers = 1 // bytes in one stream keep the order of the URIs
 	}
-	results := make([]*result, len(o.uris))
-	done := make([]*result, len(jobs))
-	var (
-		mu      sync.Mutex
-		emitted int
-		outErr  error // the first failure to write a --json line
-	)
-	finished := func(ji int, r *result) { // record a job's result and print results in input order
-		mu.Lock()
-		defer mu.Unlock()
-		done[ji] = r
-		for _, i := range jobs[ji].inputs {
-			c := *r
-			c.URI = o.uris[i]
-			results[i] = &c
-		}
-		for emitted < len(results) && results[emitted] != nil {
-			if o.json {
-				data, _ := json.Marshal(results[emitted])
-				data = []byte(d.pr.secret.clean(string(data))) // never a quote: still JSON
-				if _, err := d.stdout.Write(append(data, '\n')); err != nil && outErr == nil {
-					outErr = err
-				}
-			}
-			emitted++
-		}
+	rep := &reporter{d: d, ctx: ctx, repeats: pl.repeats, jobOf: pl.jobOf}
+	if o.json {
+		rep.results = make([]*result, pl.jobs)
 	}
-	idx := make(chan int)
+	var cm *committer
+	if d.dir != nil {
+		if o.outputIsDir {
+			d.dir.scan()
+		}
+		cm = newCommitter(d.dir, rep.committed)
+	}
+	type job struct {
+		ji  int
+		raw string
+	}
+	next := make(chan job)
 	var wg sync.WaitGroup
-	for range min(workers, len(jobs)) {
+	for range min(workers, pl.jobs) {
 		wg.Go(func() {
-			for ji := range idx {
-				r := d.one(ctx, jobs[ji].raw)
-				if !r.OK {
-					if line := d.explain(ctx, r, len(jobs[ji].inputs)); line != "" {
-						d.pr.println(line)
-					}
+			for j := range next {
+				r, p := d.one(ctx, j.raw)
+				if p != nil {
+					p.job, p.r = j.ji, r
+					cm.add(p)
+					continue
 				}
-				finished(ji, r)
+				rep.done(j.ji, r)
 			}
 		})
 	}
-	for ji := range jobs {
-		idx <- ji
-	}
-	close(idx)
-	wg.Wait()
-
-	var ok, failed, skipped, stopped, queued int
-	var total int64
-	for _, r := range done {
-		switch {
-		case r.Skipped:
-			skipped++
-		case r.OK:
-			ok++
-			total += r.Bytes
-		case r.stopped:
-			stopped++
-			if r.queued {
-				queued++
-			}
-		default:
-			failed++
+	ji := 0
+	err = in.each(func(i int, raw string) error {
+		if !pl.agrees(i, raw) {
+			return errInputChanged
 		}
+		if pl.isFirst(i) {
+			next <- job{ji, raw}
+			ji++
+		}
+		return nil
+	})
+	close(next)
+	wg.Wait()
+	if cm != nil {
+		cm.close() // finished files are committed even when the run was stopped
 	}
-	line := fmt.Sprintf("%d downloaded, %d failed", ok, failed)
-	if skipped > 0 {
-		line += fmt.Sprintf(", %d skipped", skipped)
+	memStats(pl.jobs)
+	if err == nil && ji != pl.jobs {
+		err = errInputChanged
 	}
-	if stopped > 0 {
-		line += fmt.Sprintf(", %d interrupted", stopped)
+
+	line := fmt.Sprintf("%d downloaded, %d failed", rep.ok, rep.failed)
+	if rep.skipped > 0 {
+		line += fmt.Sprintf(", %d skipped", rep.skipped)
 	}
-	if n := len(o.uris) - len(jobs); n > 0 {
+	if rep.stopped > 0 {
+		line += fmt.Sprintf(", %d interrupted", rep.stopped)
+	}
+	if n := pl.given - pl.jobs; n > 0 {
 		line += fmt.Sprintf(", %d repeated URI(s) fetched once", n)
 	}
-	if se := stoppedBy(ctx); se != nil && queued > 0 {
-		d.pr.printf("mxfetch: %s before %d download(s) began", se, queued)
+	if se := stoppedBy(ctx); se != nil && rep.queued > 0 {
+		d.pr.printf("mxfetch: %s before %d download(s) began", se, rep.queued)
 	}
-	d.pr.finish(fmt.Sprintf("%s: %s in %v", line, humanBytes(total), since(d.pr.start)))
-	if se := stoppedBy(ctx); se != nil && stopped > 0 {
+	d.pr.finish(fmt.Sprintf("%s: %s in %v", line, humanBytes(rep.total), since(d.pr.start)))
+	if err != nil {
+		return err
+	}
+	if se := stoppedBy(ctx); se != nil && rep.stopped > 0 {
 		return se
 	}
-	if outErr != nil {
-		return fmt.Errorf("the --json results could not be written to standard output: %w", outErr)
+	if rep.outErr != nil {
+		return fmt.Errorf("the --json results could not be written to standard output: %w", rep.outErr)
 	}
-	if failed+stopped > 0 {
+	if rep.failed+rep.stopped > 0 {
 		return errFailed
 	}
 	return nil
+}
+
+// memStats reports the memory statistics of the run, in builds that ask for it (memstats.go).
+var memStats = func(files int) {}
+
+// reporter reports each job's result once it is final: its line when it failed or was stopped, the
+// counts of the summary, and with --json one line per URI given, in the order given.
+type reporter struct {
+	d       *downloader
+	ctx     context.Context
+	repeats map[int32]int32 // read only
+
+	mu                                   sync.Mutex
+	ok, failed, skipped, stopped, queued int
+	total                                int64
+	results                              []*result // --json only: each job's result
+	jobOf                                []int32   // --json only: the job of each URI given
+	emitted                              int       // --json only: URIs given whose line is printed
+	outErr                               error     // --json only: the first failure to write a line
+}
+
+// done reports the final result of job ji.
+func (rp *reporter) done(ji int, r *result) {
+	d := rp.d
+	if !r.OK {
+		if line := d.explain(rp.ctx, r, 1+int(rp.repeats[int32(ji)])); line != "" {
+			d.pr.println(line)
+		}
+	}
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	switch {
+	case r.Skipped:
+		rp.skipped++
+	case r.OK:
+		rp.ok++
+		rp.total += r.Bytes
+	case r.stopped:
+		rp.stopped++
+		if r.queued {
+			rp.queued++
+		}
+	default:
+		rp.failed++
+	}
+	if rp.results == nil {
+		return
+	}
+	rp.results[ji] = r
+	for rp.emitted < len(rp.jobOf) {
+		r := rp.results[rp.jobOf[rp.emitted]]
+		if r == nil {
+			break
+		}
+		c := *r
+		c.URI = d.o.uris[rp.emitted]
+		data, _ := json.Marshal(c)
+		data = []byte(d.pr.secret.clean(string(data))) // never a quote: still JSON
+		if _, err := d.stdout.Write(append(data, '\n')); err != nil && rp.outErr == nil {
+			rp.outErr = err
+		}
+		rp.emitted++
+	}
+}
+
+// committed reports a file its batch's commit kept, or did not.
+func (rp *reporter) committed(p *pending) {
+	r := p.r
+	if p.err != nil {
+		r.fail(p.err)
+		r.stopped = false // a commit fails on its own, never by the run's end
+		r.settle(false)   // the file was removed
+	} else {
+		r.OK = true
+		if rp.d.dir.partials && rp.d.o.thumbnail == "" {
+			rp.d.dir.removeStalePartial(p.uri)
+		}
+	}
+	rp.done(p.job, r)
 }
 
 // explain names the run's own limits in the error of a failed download (a signal, --max-time)
@@ -427,37 +484,38 @@ func needsToken(r *result) bool {
 	return r.status == 401 || r.status == 403 || r.status == 404
 }
 
-// one downloads one URI and says how it went.
-func (d *downloader) one(ctx context.Context, raw string) *result {
+// one downloads one URI and says how it went. A download into a file of an output directory comes
+// back pending: its result is final once the file is committed (see committer).
+func (d *downloader) one(ctx context.Context, raw string) (*result, *pending) {
 	o := d.o
 	r := &result{URI: raw}
 	start := time.Now()
 	defer r.settle(o.outputIsStdout || o.target != nil && o.target.special)
 	if err := ctx.Err(); err != nil {
 		r.queued = true
-		return r.fail(err)
+		return r.fail(err), nil
 	}
 	uri, err := mediaclient.ParseURI(raw)
 	if err != nil {
-		return r.fail(err)
+		return r.fail(err), nil
 	}
 	if t := o.target; t != nil && t.exists && !o.clobber {
 		if o.skipExisting {
 			r.OK, r.Skipped, r.Path = true, true, o.output
-			return r
+			return r, nil
 		}
-		return r.fail(&errExists{path: o.output})
+		return r.fail(&errExists{path: o.output}), nil
 	}
 	c, err := d.clients.forServer(ctx, uri.Homeserver)
 	if err != nil {
-		return r.fail(err)
+		return r.fail(err), nil
 	}
 	ctx = d.clients.guard(ctx, uri.Homeserver)
 	ctx = mediaclient.WithTrace(ctx, d.newWatch(raw).trace())
 	var part *partial
 	if o.cont && d.dir != nil {
 		if part, err = d.dir.openPartial(uri); err != nil {
-			return r.fail(err)
+			return r.fail(err), nil
 		}
 		defer func() {
 			if k := part.kept(); !r.OK && k > 0 {
@@ -468,10 +526,13 @@ func (d *downloader) one(ctx context.Context, raw string) *result {
 	}
 	m, err := d.request(ctx, c, uri, part)
 	if err != nil {
-		return r.fail(err)
+		return r.fail(err), nil
 	}
 	defer m.Close()
-	r.ContentType, r.Hops = m.ContentType, hopsJSON(m.Hops())
+	r.ContentType = m.ContentType
+	if d.details() {
+		r.Hops = hopsJSON(m.Hops())
+	}
 	if fb := m.Fallbacks(); len(fb) > 0 {
 		r.Fallback, r.FallbackReason = true, string(fb[0])
 		for _, f := range fb[1:] {
@@ -480,7 +541,7 @@ func (d *downloader) one(ctx context.Context, raw string) *result {
 	}
 	src, err := d.source(m)
 	if err != nil {
-		return r.fail(err)
+		return r.fail(err), nil
 	}
 	// The SHA-256 is only reported (--json): computing it otherwise would cost a third of the
 	// throughput of a large download for nothing.
@@ -488,11 +549,20 @@ func (d *downloader) one(ctx context.Context, raw string) *result {
 	if o.json || o.hash {
 		sum.h = sha256.New()
 	}
-	var n int64
+	var (
+		n int64
+		p *pending
+	)
+	observer := func(tr *tracker) io.Writer {
+		if sum.h == nil {
+			return tr
+		}
+		return io.MultiWriter(sum, tr)
+	}
 	if o.outputIsStdout || o.target != nil && o.target.special {
 		r.Path = o.output
 		tr := d.pr.track(o.output, total(m))
-		n, err = d.stream(ctx, start, m, src, io.MultiWriter(sum, tr))
+		n, err = d.stream(ctx, start, m, src, observer(tr))
 		tr.done()
 	} else {
 		name := ""
@@ -500,34 +570,65 @@ func (d *downloader) one(ctx context.Context, raw string) *result {
 			name = o.target.name
 		} else {
 			name = d.names.claim(d.baseName(uri, m), uri.FileID)
-			r.Path = d.dir.display(name)
+			if d.details() {
+				r.Path = d.dir.display(name)
+			}
 		}
 		if o.target != nil {
 			r.Path = o.output
 		}
-		if err := d.dir.checkFree(name, o.clobber); err != nil {
-			if o.skipExisting && errors.Is(err, fs.ErrExist) {
-				r.OK, r.Skipped = true, true
-				return r
+		// A name the directory did not hold when the run started needs no look: one that
+		// appeared since is found when the file is placed, which never replaces it.
+		if d.dir.mayExist(name) {
+			if err := d.dir.checkFree(name, o.clobber); err != nil {
+				if o.skipExisting && errors.Is(err, fs.ErrExist) {
+					r.OK, r.Skipped = true, true
+					return r, nil
+				}
+				return r.fail(err), nil
 			}
-			return r.fail(err)
 		}
 		tr := d.pr.track(name, total(m))
 		if part != nil {
-			n, err = part.write(name, m, src, io.MultiWriter(sum, tr), o.clobber)
+			n, err = part.write(name, m, src, observer(tr), o.clobber)
 		} else {
-			n, err = d.dir.writeFile(name, src, io.MultiWriter(sum, tr), o.clobber)
+			p, n, err = d.dir.writeTemp(name, src, m.ContentLength, observer(tr), o.clobber)
 		}
 		tr.done()
-		if err == nil && part == nil && o.thumbnail == "" {
-			d.dir.removeStalePartial(uri)
-		}
 	}
-	r.Bytes, r.Hops = n, hopsJSON(m.Hops()) // a resumed body added hops
+	r.Bytes = n
+	if d.details() {
+		r.Hops = hopsJSON(m.Hops()) // a resumed body added hops
+	}
 	if err != nil {
-		return r.fail(err)
+		return r.fail(err), nil
 	}
-	r.OK, r.SHA256 = true, sum.hex()
+	r.SHA256 = sum.hex()
+	if p != nil {
+		p.uri = uri
+		r.OK = true // for now: the commit says (reporter.committed)
+		return r, p
+	}
+	r.OK = true
+	return r, nil
+}
+
+// details reports whether results carry their hops: --json prints them, the demo shows them.
+// Otherwise a failure takes them from its error.
+func (d *downloader) details() bool { return d.o.json || d.o.hash }
+
+// oneNow downloads one URI and commits its file at once.
+func (d *downloader) oneNow(ctx context.Context, raw string) *result {
+	r, p := d.one(ctx, raw)
+	if p != nil {
+		d.dir.commit([]*pending{p})
+		if p.err != nil {
+			r.fail(p.err)
+			r.settle(false)
+			return r
+		}
+		r.OK = true
+	}
 	return r
 }
 

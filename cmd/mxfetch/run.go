@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -81,6 +80,7 @@ type options struct {
 	rootCAs        *x509.CertPool // nil: the system pool (SSL_CERT_FILE works)
 	hash           bool           // compute the SHA-256 even without --json (the demo checks it)
 	uris           []string
+	inputFile      string // an -i file the downloads read themselves (input.go), instead of uris
 	width, height  int
 	maxSizeBytes   int64
 	outputIsDir    bool
@@ -297,17 +297,8 @@ func readInput(path string, stdin io.Reader) ([]string, error) {
 		r = f
 	}
 	var uris []string
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		uris = append(uris, line)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("-i: %w", err)
+	if err := scanInput(r, func(line string) error { uris = append(uris, line); return nil }); err != nil {
+		return nil, err
 	}
 	return uris, nil
 }
@@ -355,7 +346,9 @@ func runCommand(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if o.demo {
 		return runDemo(ctx, o, stdout, stderr)
 	}
-	if o.input != "" {
+	if path, ok := o.streamedInput(); ok {
+		o.inputFile = path // read by the downloads, twice, never kept (input.go)
+	} else if o.input != "" {
 		uris, err := readInput(o.input, stdin)
 		if err != nil {
 			return err
