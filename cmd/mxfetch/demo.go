@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -116,12 +115,7 @@ func runDemo(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		so.homeserver, so.token, so.api, so.output, so.outputIsDir = srv.URL, srv.AccessToken, sc.api, out, true
 		so.uris, so.json, so.quiet, so.verbose, so.clobber, so.hash = []string{uri.String()}, false, true, false, true, true
 		if sc.tls {
-			pool, _ := x509.SystemCertPool()
-			if pool == nil {
-				pool = x509.NewCertPool()
-			}
-			pool.AppendCertsFromPEM(srv.CertPEM())
-			so.rootCAs = pool
+			so.rootCAs, _ = rootsWith(srv.CertPEM())
 		}
 		rt := so.transport()
 		client, err := so.client(srv.URL, rt)

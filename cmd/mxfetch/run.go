@@ -77,7 +77,7 @@ type options struct {
 	version        bool
 	encryptedFile  string
 	encrypted      *event.EncryptedFileInfo
-	rootCAs        *x509.CertPool // nil: the system pool (SSL_CERT_FILE works)
+	rootCAs        *x509.CertPool // nil: the system's (SSL_CERT_FILE works; see roots.go)
 	hash           bool           // compute the SHA-256 even without --json (the demo checks it)
 	uris           []string
 	inputFile      string // an -i file the downloads read themselves (input.go), instead of uris
@@ -192,11 +192,8 @@ func (o *options) loadCACert() error {
 	if err != nil {
 		return usagef("reading --cacert: %v", err)
 	}
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(data) {
+	pool, ok := rootsWith(data)
+	if !ok {
 		return usagef("--cacert %s holds no PEM certificate", o.cacert)
 	}
 	o.rootCAs = pool
@@ -384,8 +381,12 @@ func runCommand(ctx context.Context, args []string, stdin io.Reader, stdout, std
 // baseTransport is the HTTP transport of every request: the library's, with --cacert's pool.
 func (o *options) baseTransport() *http.Transport {
 	t := mediaclient.NewTransport()
-	if o.rootCAs != nil {
-		t.TLSClientConfig = &tls.Config{RootCAs: o.rootCAs}
+	roots := o.rootCAs
+	if roots == nil {
+		roots = systemRoots() // one bundle file, not a directory of certificates (roots.go)
+	}
+	if roots != nil {
+		t.TLSClientConfig = &tls.Config{RootCAs: roots}
 	}
 	return t
 }
