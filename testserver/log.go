@@ -16,8 +16,10 @@ type Request struct {
 	Time time.Time
 	// Origin is scheme://host:port as the client addressed it (the Host header), e.g.
 	// "http://localhost:41234".
-	Origin   string
-	Role     Role
+	Origin string
+	Role   Role
+	// Proto is the protocol the request came in: "HTTP/1.1" or "HTTP/2.0".
+	Proto    string
 	Method   string
 	Path     string
 	RawQuery string
@@ -79,6 +81,7 @@ func (s *Server) record(r *http.Request, scheme string, role Role) (status func(
 		Time:     time.Now(),
 		Origin:   scheme + "://" + r.Host,
 		Role:     role,
+		Proto:    r.Proto,
 		Method:   r.Method,
 		Path:     r.URL.Path,
 		RawQuery: r.URL.RawQuery,

@@ -12,51 +12,55 @@ import (
 	"gonum.org/v1/plot/vg/vgimg"
 )
 
-// chart draws two bar charts side by side: large-file throughput (MB/s) and small files per
-// second, one bar per client and transport.
-func chart(samples []sample, clients []string, modes []bool, path string) error {
-	colors := []color.Color{color.RGBA{R: 66, G: 133, B: 244, A: 255}, color.RGBA{R: 219, G: 68, B: 55, A: 255}}
-	panel := func(title, ylabel string, sc string, value func(sample) float64) (*plot.Plot, error) {
-		p := plot.New()
-		p.Title.Text = title
-		p.Y.Label.Text = ylabel
-		w := vg.Points(14)
-		top := 0.0
-		for i, tls := range modes {
-			vals := make(plotter.Values, len(clients))
-			for j, c := range clients {
-				vals[j] = median(pick(samples, c, tls, sc), value)
-				top = max(top, vals[j])
-			}
-			bars, err := plotter.NewBarChart(vals, w)
-			if err != nil {
-				return nil, err
-			}
-			bars.Color = colors[i%len(colors)]
-			bars.LineStyle.Width = 0
-			bars.Offset = w * vg.Length(float64(i)-float64(len(modes)-1)/2)
-			p.Add(bars)
-			p.Legend.Add(tlsName(tls), bars)
+// chart draws the speed ratios of the targets: one horizontal bar a target at its median, a
+// whisker from the round's minimum to its maximum, and a line at 1 (as fast as the reference).
+// Green bars meet their target, red ones miss it.
+func chart(ts []target, path string) error {
+	var rows []target
+	for _, t := range ts {
+		if t.ratio && t.value.ok() {
+			rows = append(rows, t)
 		}
-		p.Legend.Top = true
-		p.Y.Min, p.Y.Max = 0, top*1.2 // room for the legend above the bars
-		p.NominalX(clients...)
-		return p, nil
 	}
-	large, err := panel("One large file", "MB/s", scLarge, func(s sample) float64 { return float64(s.Bytes) / s.Seconds / 1e6 })
+	p := plot.New()
+	p.Title.Text = "Speed ratios, per round: median (bar), min–max (whisker)"
+	p.X.Label.Text = "÷ reference (higher is faster)"
+	labels := make([]string, len(rows))
+	top := 1.2
+	w := vg.Points(12)
+	for i, t := range rows {
+		labels[i] = t.label
+		top = max(top, t.value.max*1.05)
+		vals := make(plotter.Values, len(rows))
+		vals[i] = t.value.med
+		bars, err := plotter.NewBarChart(vals, w)
+		if err != nil {
+			return err
+		}
+		bars.Horizontal = true
+		bars.LineStyle.Width = 0
+		bars.Color = color.RGBA{R: 52, G: 168, B: 83, A: 255}
+		if !t.met(t.value.med) {
+			bars.Color = color.RGBA{R: 219, G: 68, B: 55, A: 255}
+		}
+		p.Add(bars)
+		whisker, err := plotter.NewLine(plotter.XYs{{X: t.value.min, Y: float64(i)}, {X: t.value.max, Y: float64(i)}})
+		if err != nil {
+			return err
+		}
+		whisker.LineStyle.Width = vg.Points(1.5)
+		p.Add(whisker)
+	}
+	one, err := plotter.NewLine(plotter.XYs{{X: 1, Y: -0.5}, {X: 1, Y: float64(len(rows)) - 0.5}})
 	if err != nil {
 		return err
 	}
-	small, err := panel("Small files, parallel", "files/s", scSmall, func(s sample) float64 { return float64(s.Files) / s.Seconds })
-	if err != nil {
-		return err
-	}
-	img := vgimg.New(vg.Points(1000), vg.Points(380))
-	dc := draw.New(img)
-	tiles := draw.Tiles{Rows: 1, Cols: 2, PadX: vg.Points(12), PadTop: vg.Points(6), PadBottom: vg.Points(6), PadLeft: vg.Points(6), PadRight: vg.Points(6)}
-	canvases := plot.Align([][]*plot.Plot{{large, small}}, tiles, dc)
-	large.Draw(canvases[0][0])
-	small.Draw(canvases[0][1])
+	one.LineStyle.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+	p.Add(one)
+	p.NominalY(labels...)
+	p.X.Min, p.X.Max = 0, top
+	img := vgimg.New(vg.Points(900), vg.Points(float64(60+22*len(rows))))
+	p.Draw(draw.New(img))
 	png := vgimg.PngCanvas{Canvas: img}
 	f, err := os.Create(path)
 	if err != nil {

@@ -6,6 +6,7 @@ toolchain go1.26.8
 
 require (
 	github.com/mxfetch/mxfetch v0.0.0-00010101000000-000000000000
+	golang.org/x/sys v0.50.0
 	gonum.org/v1/plot v0.17.0
 	maunium.net/go/mautrix v0.32.0
 )
@@ -36,7 +37,6 @@ require (
 	golang.org/x/image v0.30.0 // indirect
 	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
-	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 )
 
