@@ -341,14 +341,17 @@ func (d *download) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // hopRequest returns the request of one hop to u: a shallow copy of req, whose headers it shares
 // unless some must go (a Referer; the credentials when creds is false), and then a copy without
-// them — or, for headers that are the Client's own, the Client's copy without credentials. Nothing
-// below the chain changes a request's headers.
+// them — or, for headers that are the Client's own, the Client's copy without credentials. Sharing
+// is safe only below a transport that never changes a request's headers, as net/http's does; under
+// any other (one that adds a header in breach of the RoundTripper contract would otherwise add it to
+// every later hop, or to every download), each hop gets a copy of its own.
 func (d *download) hopRequest(req *http.Request, u *url.URL, creds bool) *http.Request {
 	c := d.c
 	hopReq := new(http.Request)
 	*hopReq = *req
 	hopReq.URL, hopReq.Host = u, ""
 	switch {
+	case !c.stdTransport:
 	case len(req.Header["Referer"]) == 0 && (creds || !c.hasCredentials(req.Header)):
 		return hopReq
 	case !creds && d.baseHeader:

@@ -171,6 +171,7 @@ type Client struct {
 	learned           learned
 	cache             *redirectCache // nil when off
 	query             url.Values     // added to every homeserver request where the caller sets none (Wrap: user_id)
+	stdTransport      bool           // the transport is net/http's, which never changes a request's headers
 	baseHeader        http.Header    // what every request to the homeserver starts from (header)
 	publicHeader      http.Header    // baseHeader as it goes to other origins (makePublicHeader)
 }
@@ -294,6 +295,7 @@ func New(opts Options) (*Client, error) {
 	if c.transport == nil {
 		c.transport, c.ownTransport = NewTransport(), true
 	}
+	_, c.stdTransport = c.transport.(*http.Transport)
 	c.baseHeader = c.makeHeader()
 	c.publicHeader = c.makePublicHeader()
 	return c, nil

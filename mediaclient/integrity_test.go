@@ -595,3 +595,42 @@ func TestTraceSeesRetries(t *testing.T) {
 		t.Errorf("trace:\n%s\nwant:\n%s", strings.Join(events, "\n"), strings.Join(wantEvents, "\n"))
 	}
 }
+
+// mutatingTransport breaks the RoundTripper contract the way some middleware does: it writes into
+// the request's headers.
+type mutatingTransport struct{ base http.RoundTripper }
+
+func (m mutatingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	req.Header.Set("X-Hop", req.URL.Host)
+	return m.base.RoundTrip(req)
+}
+
+// TestTransportThatWritesHeaders: below a transport that writes into request headers, every hop has
+// headers of its own: parallel downloads do not share (and race on) one header map, and what the
+// transport wrote on one hop does not travel to the next.
+func TestTransportThatWritesHeaders(t *testing.T) {
+	b := testserver.Behavior{V3Redirect: testserver.Always}
+	srv := testserver.New(t, testserver.Config{Behavior: &b})
+	tr := mediaclient.NewTransport()
+	defer tr.CloseIdleConnections()
+	c := newClient(t, srv, mediaclient.Options{API: mediaclient.APIV3, Transport: mutatingTransport{tr}})
+	want := content(4096, 5)
+	uris := make([]id.ContentURI, 16)
+	for i := range uris {
+		uris[i] = srv.AddMedia(want, testserver.MediaOptions{})
+	}
+	var wg sync.WaitGroup
+	for _, uri := range uris {
+		wg.Go(func() {
+			if got, _, err := fetch(t, c, uri); err != nil || !sameBytes(got, want) {
+				t.Errorf("%s: %d bytes, %v", uri, len(got), err)
+			}
+		})
+	}
+	wg.Wait()
+	for _, r := range srv.RequestsTo(testserver.OriginCDN) {
+		if r.HasCredentials() {
+			t.Errorf("credentials at the CDN")
+		}
+	}
+}
