@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"code.dny.dev/ssrf"
+	"github.com/mxfetch/mxfetch/internal/addrclass"
 )
 
 // This file holds the private-address guard (rule 5 of the design): a redirect may not step from the
@@ -60,60 +60,15 @@ func (e *AddressError) Is(target error) bool {
 	return target == ErrPrivateAddress || target == ErrRedirectRefused
 }
 
-// Address classes.
+// Address classes (internal/addrclass).
 const (
-	classPublic    = "public"
-	classLoopback  = "loopback"
-	classPrivate   = "private"
-	classLinkLocal = "link-local"
-	classSpecial   = "special"
+	classPublic   = addrclass.Public
+	classLoopback = addrclass.Loopback
 )
 
-var (
-	sharedAddressSpace = netip.MustParsePrefix("100.64.0.0/10")
-	thisNetwork        = netip.MustParsePrefix("0.0.0.0/8")    // connecting to it reaches this host
-	nat64              = netip.MustParsePrefix("64:ff9b::/96") // globally reachable: the IPv4 address inside decides
-)
-
-// classify returns the class of an address: "public", "loopback", "private", "link-local", or
-// "special " and the special-purpose range it is in (each range its own class: they are unrelated
-// networks). IPv4-mapped and well-known NAT64 IPv6 addresses count as the IPv4 address they carry;
-// the unspecified addresses (0.0.0.0/8, ::) count as loopback, since connecting to them reaches this
-// host.
-func classify(ap netip.AddrPort) string {
-	a := ap.Addr().Unmap()
-	if a.Is6() && nat64.Contains(a) {
-		b := a.As16()
-		a = netip.AddrFrom4([4]byte(b[12:]))
-	}
-	switch {
-	case a.IsLoopback(), a.IsUnspecified(), a.Is4() && thisNetwork.Contains(a):
-		return classLoopback
-	case a.IsPrivate(), a.Is4() && sharedAddressSpace.Contains(a):
-		return classPrivate
-	case a.IsLinkLocalUnicast():
-		return classLinkLocal
-	}
-	return specialClass(a)
-}
-
-// specialClass returns "special <range>" for an address in the IANA special-purpose registry (as
-// kept by code.dny.dev/ssrf), or "public".
-func specialClass(a netip.Addr) string {
-	prefixes := ssrf.IPv4DeniedPrefixes
-	if a.Is6() {
-		if !ssrf.IPv6GlobalUnicast.Contains(a) {
-			return classSpecial + " outside " + ssrf.IPv6GlobalUnicast.String()
-		}
-		prefixes = ssrf.IPv6DeniedPrefixes
-	}
-	for _, p := range prefixes {
-		if p.Contains(a) {
-			return classSpecial + " " + p.String()
-		}
-	}
-	return classPublic
-}
+// classify returns the class of an address (internal/addrclass.Of); IPv4-mapped and NAT64 addresses
+// count as the IPv4 address they carry.
+func classify(ap netip.AddrPort) string { return addrclass.Of(ap.Addr()) }
 
 // guard says how the private-address guard treats one hop.
 type guard int

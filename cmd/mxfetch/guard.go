@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/mxfetch/mxfetch/internal/addrclass"
 	"github.com/mxfetch/mxfetch/mediaclient"
 )
 
@@ -26,41 +27,11 @@ import (
 // dialled (so that a name that resolves otherwise the second time does not get around it), except
 // through a proxy, which resolves names itself.
 
-// Address classes.
-const (
-	classPublic    = "public"
-	classLoopback  = "loopback"
-	classPrivate   = "private"
-	classLinkLocal = "link-local"
-	classSpecial   = "special-purpose"
-)
+// classPublic is the class every lookup may reach.
+const classPublic = addrclass.Public
 
-var (
-	sharedAddressSpace = netip.MustParsePrefix("100.64.0.0/10")
-	thisNetwork        = netip.MustParsePrefix("0.0.0.0/8")
-	nat64              = netip.MustParsePrefix("64:ff9b::/96")
-)
-
-// classify returns the class of an address. IPv4-mapped and NAT64 addresses count as the IPv4
-// address they carry; the unspecified addresses reach this host, as loopback does.
-func classify(ap netip.AddrPort) string {
-	a := ap.Addr().Unmap()
-	if a.Is6() && nat64.Contains(a) {
-		b := a.As16()
-		a = netip.AddrFrom4([4]byte(b[12:]))
-	}
-	switch {
-	case a.IsLoopback(), a.IsUnspecified(), a.Is4() && thisNetwork.Contains(a):
-		return classLoopback
-	case a.IsPrivate(), a.Is4() && sharedAddressSpace.Contains(a):
-		return classPrivate
-	case a.IsLinkLocalUnicast(), a.IsLinkLocalMulticast():
-		return classLinkLocal
-	case a.IsMulticast(), a.IsInterfaceLocalMulticast(), a.Is4() && a.As4()[0] >= 240:
-		return classSpecial
-	}
-	return classPublic
-}
+// classify returns the class of an address, as the library's guard sees it (internal/addrclass).
+func classify(ap netip.AddrPort) string { return addrclass.Of(ap.Addr()) }
 
 // classifyKey carries, in tests, a classify to use instead of the real one.
 type classifyKey struct{}
