@@ -82,6 +82,8 @@ is resumed with Range, a stalled request retried. A slow download that
 keeps moving is never cut off (--speed-limit sets a floor)`, mediaclient.DefaultStallTimeout.Seconds()))
 	fs.seconds(&o.maxTime, spell("m", "max-time"), `give up on each URI after SECONDS in all, retries and resumes included;
 default and 0: no limit, so that a large file on a slow link finishes`)
+	fs.seconds(&o.uploadWait, spell("upload-wait"), `wait up to SECONDS for media that is not uploaded yet (the server's 504
+M_NOT_YET_UPLOADED), asking again; default and 0: report it at once`)
 	fs.str(&o.speedLimit, spell("Y", "speed-limit"), "BYTES", fmt.Sprintf(`a body slower than BYTES per second for --speed-time SECONDS counts as
 stalled (curl's pair; either alone sets the other to %d byte/s or %v s)`, defaultSpeedLimit, defaultSpeedTime.Seconds()))
 	fs.seconds(&o.speedTime, spell("y", "speed-time"), "see --speed-limit")

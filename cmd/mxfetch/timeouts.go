@@ -10,7 +10,7 @@ import (
 	"github.com/mxfetch/mxfetch/mediaclient"
 )
 
-// This file holds the timeout flags: --connect-timeout, --stall-timeout, --max-time and curl's
+// This file holds the timeout flags: --connect-timeout, --stall-timeout, --max-time, --upload-wait and curl's
 // --speed-limit/--speed-time pair, and how they map onto mediaclient.Options.
 
 // timeoutFlags holds the timeout flags once parsed.
@@ -18,6 +18,7 @@ type timeoutFlags struct {
 	connectTimeout   seconds
 	stallTimeoutFlag seconds
 	maxTime          seconds
+	uploadWait       seconds
 	speedLimit       string
 	speedTime        seconds
 	speedLimitBytes  int64 // --speed-limit read
@@ -113,7 +114,8 @@ func (o *options) applyTimeouts(opts *mediaclient.Options) {
 	opts.ConnectTimeout = orNone(o.connectTimeout)
 	opts.StallTimeout = orNone(o.stallTimeoutFlag)
 	opts.HeaderTimeout = orNone(o.stallTimeoutFlag)
-	opts.Timeout = o.maxTime.d // 0: no cap
+	opts.Timeout = o.maxTime.d       // 0: no cap
+	opts.UploadWait = o.uploadWait.d // 0: a 504 M_NOT_YET_UPLOADED is reported at once
 	if o.speedLimit != "" || o.speedTime.set {
 		opts.LowSpeedLimit, opts.LowSpeedTime = defaultSpeedLimit, defaultSpeedTime
 		if o.speedLimitBytes > 0 {

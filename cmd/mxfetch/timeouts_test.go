@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"net/http"
 	"regexp"
 	"strings"
 	"testing"
@@ -227,5 +228,23 @@ func TestBarStalled(t *testing.T) {
 	tr := &tracker{pr: &progress{}, name: "none.bin", total: 100, start: start}
 	if line := tr.line(100, at(3*time.Second)); !strings.Contains(line, "stalled 3s") || !strings.Contains(line, "0 B/s") {
 		t.Errorf("no byte yet: %q", line)
+	}
+}
+
+// TestUploadWait: media that is not uploaded yet (504 M_NOT_YET_UPLOADED) is asked for again within
+// --upload-wait, and reported at once without it.
+func TestUploadWait(t *testing.T) {
+	b := testserver.Behavior{Faults: []testserver.Fault{{Count: 1, Status: http.StatusGatewayTimeout, ErrCode: "M_NOT_YET_UPLOADED"}}}
+	srv := testserver.New(t, testserver.Config{Behavior: &b})
+	want := []byte("uploaded by now")
+	uri := srv.AddMedia(want, testserver.MediaOptions{}).String()
+	r := cli(t, "", args(hs(srv), []string{"--api", "v3", "-o", "-", uri})...)
+	if r.code != 1 || !strings.Contains(r.stderr, "M_NOT_YET_UPLOADED") {
+		t.Errorf("without --upload-wait: exit %d:\n%s", r.code, r.stderr)
+	}
+	srv.SetBehavior(b) // the fault fires again
+	r = cli(t, "", args(hs(srv), []string{"--api", "v3", "--upload-wait", "5", "-o", "-", uri})...)
+	if r.code != 0 || r.stdout != string(want) {
+		t.Errorf("with --upload-wait: exit %d, %q:\n%s", r.code, r.stdout, r.stderr)
 	}
 }
