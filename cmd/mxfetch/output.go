@@ -162,18 +162,29 @@ func tempName(name string) string {
 
 // createTemp creates a new private file for name.
 func (d *outDir) createTemp(name string) (*os.File, string, error) {
+	var f *os.File
+	tmp, err := d.newTemp(name, func(tmp string) (err error) {
+		f, err = d.root.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		return err
+	})
+	return f, tmp, err
+}
+
+// newTemp picks a free temporary name for name and creates it with create, which must fail with
+// fs.ErrExist when the name is taken.
+func (d *outDir) newTemp(name string, create func(tmp string) error) (string, error) {
 	for range 5 {
 		tmp := tempName(name)
-		f, err := d.root.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		err := create(tmp)
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
 		if err != nil {
-			return nil, "", fmt.Errorf("cannot write in %s: %w", d.path, err)
+			return "", fmt.Errorf("cannot write in %s: %w", d.path, err)
 		}
-		return f, tmp, nil
+		return tmp, nil
 	}
-	return nil, "", fmt.Errorf("cannot write in %s: no free temporary name", d.path)
+	return "", fmt.Errorf("cannot write in %s: no free temporary name", d.path)
 }
 
 // tempFile is an open temporary file that a download is written to: an *os.File, or on Linux a
@@ -188,18 +199,12 @@ type tempFile interface {
 // createTempMode creates a new file for name, for writing, with the given permission (less the
 // umask).
 func (d *outDir) createTempMode(name string, perm fs.FileMode) (tempFile, string, error) {
-	for range 5 {
-		tmp := tempName(name)
-		f, err := d.openTemp(tmp, perm)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		}
-		if err != nil {
-			return nil, "", fmt.Errorf("cannot write in %s: %w", d.path, err)
-		}
-		return f, tmp, nil
-	}
-	return nil, "", fmt.Errorf("cannot write in %s: no free temporary name", d.path)
+	var f tempFile
+	tmp, err := d.newTemp(name, func(tmp string) (err error) {
+		f, err = d.openTemp(tmp, perm)
+		return err
+	})
+	return f, tmp, err
 }
 
 // finalize gives the complete file tmp (whose open handle is f) the name name. Without clobber an
