@@ -534,26 +534,11 @@ func TestHolds2ProxyCredentials(t *testing.T) {
 	uri := srv.AddMedia([]byte("via proxy"), testserver.MediaOptions{})
 	var mu sync.Mutex
 	var seen []string
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	proxy := forwardProxy(t, func(r *http.Request) {
 		mu.Lock()
 		seen = append(seen, r.Host+" "+r.Header.Get("Proxy-Authorization"))
 		mu.Unlock()
-		out, _ := http.NewRequestWithContext(r.Context(), r.Method, r.URL.String(), nil)
-		out.Header = r.Header.Clone()
-		out.Header.Del("Proxy-Authorization")
-		resp, err := http.DefaultTransport.RoundTrip(out)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		defer resp.Body.Close()
-		for k, v := range resp.Header {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(resp.StatusCode)
-		io.Copy(w, resp.Body)
-	}))
-	defer proxy.Close()
+	})
 	pu, _ := url.Parse(proxy.URL)
 	pu.User = url.UserPassword("proxyuser", "proxypass")
 	tr := mediaclient.NewTransport()

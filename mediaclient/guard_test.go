@@ -2,9 +2,7 @@ package mediaclient_test
 
 import (
 	"errors"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"net/url"
 	"strconv"
@@ -145,23 +143,7 @@ func TestGuardThroughProxy(t *testing.T) {
 	srv := testserver.New(t, testserver.Config{Behavior: &b})
 	uri := srv.AddMedia([]byte("proxied"), testserver.MediaOptions{})
 	var proxied atomic.Int64
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		proxied.Add(1)
-		out, _ := http.NewRequestWithContext(r.Context(), r.Method, r.URL.String(), nil)
-		out.Header = r.Header.Clone()
-		resp, err := http.DefaultTransport.RoundTrip(out)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		defer resp.Body.Close()
-		for k, v := range resp.Header {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(resp.StatusCode)
-		io.Copy(w, resp.Body)
-	}))
-	defer proxy.Close()
+	proxy := forwardProxy(t, func(*http.Request) { proxied.Add(1) })
 	proxyURL, _ := url.Parse(proxy.URL)
 	proxyPort, _ := strconv.Atoi(proxyURL.Port())
 

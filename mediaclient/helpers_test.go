@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -126,4 +128,33 @@ func httpStatus(err error) int {
 		return 0
 	}
 	return he.Response.StatusCode
+}
+
+// forwardProxy starts a plain HTTP forward proxy on loopback that calls seen with each request it is
+// asked to forward (before it forwards it, without Proxy-Authorization, through a transport of its
+// own), and closes it when the test ends.
+func forwardProxy(t testing.TB, seen func(*http.Request)) *httptest.Server {
+	t.Helper()
+	direct := &http.Transport{}
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if seen != nil {
+			seen(r)
+		}
+		out, _ := http.NewRequestWithContext(r.Context(), r.Method, r.URL.String(), nil)
+		out.Header = r.Header.Clone()
+		out.Header.Del("Proxy-Authorization")
+		resp, err := direct.RoundTrip(out)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	}))
+	t.Cleanup(func() { proxy.Close(); direct.CloseIdleConnections() })
+	return proxy
 }
