@@ -20,6 +20,7 @@ import (
 	"maunium.net/go/mautrix/crypto/attachment"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/mxfetch/mxfetch/internal/conformancetable"
 	"github.com/mxfetch/mxfetch/mediaclient"
 	"github.com/mxfetch/mxfetch/testserver"
 )
@@ -419,36 +420,18 @@ func TestReportFormats(t *testing.T) {
 	}
 }
 
-// readmeVerdicts reads the README's table of what each client does with the catalogue and returns
-// the verdicts in one column (1 mediaclient, 2 the mxfetch CLI, 3 mautrix-go, 4 curl) by scenario.
+// readmeVerdicts reads one column of the README's conformance table (internal/conformancetable).
 func readmeVerdicts(t *testing.T, column int) map[string]testserver.Verdict {
 	t.Helper()
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, section, _ := strings.Cut(string(readme), "\n### A conformance kit for other clients\n")
-	section, _, _ = strings.Cut(section, "\n## ")
-	letters := map[string]testserver.Verdict{"P": testserver.Pass, "F": testserver.Fail, "O": testserver.Observed}
-	out := map[string]testserver.Verdict{}
-	for _, line := range strings.Split(section, "\n") {
-		name, ok := strings.CutPrefix(line, "| `")
-		if !ok {
-			continue
-		}
-		name, _, _ = strings.Cut(name, "`")
-		cells := strings.Split(strings.Trim(line, "| "), " | ")
-		if len(cells) != 5 {
-			t.Errorf("README: the row of %s has %d cells; want 5", name, len(cells))
-			continue
-		}
-		if _, dup := out[name]; dup {
-			t.Errorf("README: %s has two rows", name)
-		}
-		letter, _, _ := strings.Cut(strings.Fields(cells[column])[0], ":") // "P", "F: why", "O (why)"
-		out[name] = letters[letter]
+	verdicts, problems := conformancetable.Verdicts(string(readme), column)
+	for _, p := range problems {
+		t.Errorf("README: %s", p)
 	}
-	return out
+	return verdicts
 }
 
 // TestREADMEVerdicts checks the README's table against the catalogue and the verdicts the tests

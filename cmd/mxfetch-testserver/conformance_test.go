@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxfetch/mxfetch/internal/conformancetable"
 	"github.com/mxfetch/mxfetch/testserver"
 )
 
@@ -155,30 +156,18 @@ func TestCatalogueWithMxfetchCLI(t *testing.T) {
 	t.Log("\n" + text.String())
 }
 
-// readmeColumn reads the README's table of what each client does with the catalogue and returns
-// the verdicts in one column (1 mediaclient, 2 the mxfetch CLI, 3 mautrix-go, 4 curl) by scenario.
+// readmeColumn reads one column of the README's conformance table (internal/conformancetable).
 func readmeColumn(t *testing.T, column int) map[string]testserver.Verdict {
 	t.Helper()
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, section, _ := strings.Cut(string(readme), "\n### A conformance kit for other clients\n")
-	section, _, _ = strings.Cut(section, "\n## ")
-	letters := map[string]testserver.Verdict{"P": testserver.Pass, "F": testserver.Fail, "O": testserver.Observed}
-	out := map[string]testserver.Verdict{}
-	for _, line := range strings.Split(section, "\n") {
-		name, ok := strings.CutPrefix(line, "| `")
-		if !ok {
-			continue
-		}
-		name, _, _ = strings.Cut(name, "`")
-		if cells := strings.Split(strings.Trim(line, "| "), " | "); len(cells) == 5 {
-			letter, _, _ := strings.Cut(strings.Fields(cells[column])[0], ":") // "P", "F: why", "O (why)"
-			out[name] = letters[letter]
-		}
+	verdicts, problems := conformancetable.Verdicts(string(readme), column)
+	for _, p := range problems {
+		t.Errorf("README: %s", p)
 	}
-	return out
+	return verdicts
 }
 
 // stallsForever reports whether a scenario's body stalls until the client gives up.
